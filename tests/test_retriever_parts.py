@@ -1,0 +1,55 @@
+"""Instruction registry and reciprocal rank fusion."""
+
+from __future__ import annotations
+
+import pytest
+
+from retriever.errors import RetrieverError, UnknownTaskError
+from retriever.fusion import reciprocal_rank_fusion
+from retriever.instructions import DEFAULT_TASK, TASKS, get_task, resolve_instruction
+
+SCIFACT = "Given a scientific claim, retrieve documents that support or refute the claim"
+
+
+def test_registry_has_the_llm2vec_instructions() -> None:
+    assert get_task("scifact").instruction == SCIFACT
+    assert get_task("SciFact").name == "scientific_claim"
+    assert get_task("web-search").instruction == (
+        "Given a web search query, retrieve relevant passages that answer the query")
+    assert get_task("cacm").instruction == get_task("npl").instruction == "Given a query, retrieve relevant documents"
+    for name in ("question_answering", "duplicate_questions", "argument_retrieval"):
+        assert get_task(name).instruction.startswith("Given a")
+    assert DEFAULT_TASK in TASKS
+
+
+def test_resolution_order() -> None:
+    assert resolve_instruction() == TASKS[DEFAULT_TASK].instruction
+    assert resolve_instruction(default_task="scifact") == SCIFACT
+    assert resolve_instruction(task="qa", default_task="scifact") == TASKS["question_answering"].instruction
+    assert resolve_instruction(task="qa", instruction="  Find it  ") == "Find it"
+    assert resolve_instruction(instruction="") is None
+    assert resolve_instruction(task="symmetric") is None
+
+
+def test_unknown_task_suggests() -> None:
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'scifcat'\. Did you mean 'scifact'") as info:
+        resolve_instruction(task="scifcat", instruction="overridden but still checked")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(UnknownTaskError, match="Known tasks: generic"):
+        get_task("zzz")
+    with pytest.raises(RetrieverError, match="instruction must be a string"):
+        resolve_instruction(instruction=3)  # type: ignore[arg-type]
+
+
+def test_rrf_orders_by_summed_reciprocal_ranks() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], c=0)
+    assert [key for key, _ in fused] == [1, 3, 2, 4]
+    assert fused[0][1] == pytest.approx(1 / 1 + 1 / 2)
+    assert fused[1][1] == pytest.approx(1 / 3 + 1 / 1)
+
+
+def test_rrf_weights_and_ties() -> None:
+    assert [k for k, _ in reciprocal_rank_fusion([["a"], ["b"]])] == ["a", "b"]  # tie: first seen first
+    assert [k for k, _ in reciprocal_rank_fusion([["a"], ["b"]], weights=[1, 2])] == ["b", "a"]
+    with pytest.raises(ValueError, match="2 weights for 1"):
+        reciprocal_rank_fusion([["a"]], weights=[1, 2])
