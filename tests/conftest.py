@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random models built from configs, cached per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny_models import build_model_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory):
+    """`make(arch="llama", adds_bos=True)` -> directory of a tiny random model (built once)."""
+    built: dict[tuple[str, bool], Path] = {}
+
+    def make(arch: str = "llama", adds_bos: bool = True) -> Path:
+        key = (arch, adds_bos)
+        if key not in built:
+            built[key] = build_model_dir(tmp_path_factory.mktemp(f"{arch}-{int(adds_bos)}"), arch, adds_bos=adds_bos)
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_model_factory) -> Path:
+    return tiny_model_factory("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_llama):
+    from indexer.llm2vec import LLM2VecEncoder
+
+    return LLM2VecEncoder.from_pretrained(tiny_llama)
