@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retriever.errors import RetrieverError, UnknownTaskError
 from retriever.fusion import reciprocal_rank_fusion
 from retriever.instructions import DEFAULT_TASK, TASKS, get_task, resolve_instruction
+from retriever.mmr import maximal_marginal_relevance
 
 SCIFACT = "Given a scientific claim, retrieve documents that support or refute the claim"
 
@@ -53,3 +55,18 @@ def test_rrf_weights_and_ties() -> None:
     assert [k for k, _ in reciprocal_rank_fusion([["a"], ["b"]], weights=[1, 2])] == ["b", "a"]
     with pytest.raises(ValueError, match="2 weights for 1"):
         reciprocal_rank_fusion([["a"]], weights=[1, 2])
+
+
+def test_mmr_trades_relevance_for_diversity() -> None:
+    query = np.array([1.0, 0.0, 0.0])
+    near = np.array([0.99, 0.141, 0.0])  # almost the query
+    near_twin = np.array([0.99, 0.141, 0.001])
+    other = np.array([0.7, 0.0, 0.714])  # less relevant, different direction
+    candidates = np.stack([near, near_twin, other]) / np.linalg.norm(np.stack([near, near_twin, other]), axis=1)[:, None]
+    assert maximal_marginal_relevance(query, candidates, k=3, lambda_mult=1.0) == [0, 1, 2]  # plain similarity
+    assert maximal_marginal_relevance(query, candidates, k=2, lambda_mult=0.5) == [0, 2]  # skips the twin
+    assert maximal_marginal_relevance(query, candidates, k=5) == maximal_marginal_relevance(query, candidates, k=3)
+    assert sorted(maximal_marginal_relevance(query, candidates, k=3)) == [0, 1, 2]
+    assert maximal_marginal_relevance(query, candidates[:0], k=3) == []
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        maximal_marginal_relevance(query, candidates, k=1, lambda_mult=1.5)
