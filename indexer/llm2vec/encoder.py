@@ -283,7 +283,7 @@ class LLM2VecEncoder:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         single = isinstance(texts, str)
         instructions, docs = _split_inputs([texts] if single else texts, instruction)
-        items = self.tokenize(docs, instructions)
+        items = self.tokenize(docs, instructions) if docs else []
         order = sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))
         result = torch.empty((len(items), self.dim), dtype=torch.float32)
         starts = range(0, len(order), batch_size)
