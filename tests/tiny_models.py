@@ -46,11 +46,12 @@ def build_tokenizer(adds_bos: bool = True, vocab_size: int = 400) -> PreTrainedT
                                    pad_token="</s>")
 
 
-def build_model_dir(path: Path, arch: str = "llama", *, adds_bos: bool = True, seed: int = 0) -> Path:
+def build_model_dir(path: Path, arch: str = "llama", *, adds_bos: bool = True, seed: int = 0, **overrides) -> Path:
     """Save a tiny random `arch` causal LM with its tokenizer in `path`; returns `path`."""
     tokenizer = build_tokenizer(adds_bos=adds_bos)
     config = AutoConfig.for_model(arch, vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1,
-                                  pad_token_id=1, tie_word_embeddings=True, **_SIZES, **_EXTRA.get(arch, {}))
+                                  pad_token_id=1, tie_word_embeddings=True,
+                                  **{**_SIZES, **_EXTRA.get(arch, {}), **overrides})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     # random init is small; larger weights make every token matter, so tests can see differences

@@ -134,8 +134,10 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
         directory, sha = convert_gguf(path)
         return ResolvedModel(str(directory), str(path.resolve()), sha)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} is a directory but holds no config.json: not a Hugging Face model")
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
+            raise ModelLoadError(
+                f"{path} is a directory but holds no config.json or adapter_config.json: not a Hugging Face model"
+            )
         return ResolvedModel(str(path.resolve()), str(path.resolve()))
     # Hub ids look like "name" or "org/name"; anything path-like that isn't there is a typo.
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
