@@ -1,5 +1,26 @@
 """Indexer: documents to LLM2Vec vectors in a FAISS index with SQLite metadata."""
 
+from .documents import Document
+from .errors import (DocumentError, EncoderMismatchError, IndexerError, IndexFormatError, IndexLockedError,
+                     SourceError)
 from .llm2vec import LLM2VecEncoder
+from .pipeline import EncodedBatch, encode_documents
+from .store import IndexStore
+from .writer import AddStats, Indexer, metadata_where
 
-__all__ = ["LLM2VecEncoder"]
+__all__ = [
+    "AddStats",
+    "Document",
+    "DocumentError",
+    "EncodedBatch",
+    "EncoderMismatchError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "IndexStore",
+    "Indexer",
+    "IndexerError",
+    "LLM2VecEncoder",
+    "SourceError",
+    "encode_documents",
+    "metadata_where",
+]

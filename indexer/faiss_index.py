@@ -1,0 +1,175 @@
+"""The FAISS side: factory strings (and "auto"), training, id-mapped add/remove, filtered search.
+
+Every index is `IDMap2,<factory>` with inner product on L2-normalised vectors (= cosine), so
+FAISS ids are the SQLite chunk ids. "auto" picks by expected corpus size (vectors):
+
+    < 100k          Flat                          exact; ~0.2 GB per 100k 576-d vectors
+    100k .. < 2M    IVF{4*sqrt(n)},Flat           exact vectors, coarse partition (nprobe probes)
+    >= 2M           OPQ{m},IVF{4*sqrt(n)},PQ{m}   compressed to m bytes per vector
+
+IVF/PQ factories need training: until enough vectors exist (39 per list; 256 for PQ codebooks)
+the vectors are held in an exact flat index, then the real one is trained on a sample.
+Index types that cannot remove ids in place (HNSW) hide deleted ids with an `IDSelectorNot`
+until the owner rebuilds them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+import faiss
+import numpy as np
+
+AUTO = "auto"
+_IVF = re.compile(r"IVF(\d+)")
+_PQ = re.compile(r"PQ(\d+)")
+
+
+def auto_factory(n_vectors: int, dim: int) -> str:
+    """The factory string "auto" stands for at `n_vectors` expected vectors (see module doc)."""
+    if n_vectors < 100_000:
+        return "Flat"
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n_vectors)))
+    if n_vectors < 2_000_000:
+        return f"IVF{nlist},Flat"
+    m = max(d for d in range(1, 65) if dim % d == 0)
+    return f"OPQ{m},IVF{nlist},PQ{m}"
+
+
+def validate_factory(factory: str, dim: int) -> None:
+    """Raise ValueError with a clear message when FAISS cannot build `factory` for `dim`."""
+    try:
+        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else str(exc)
+        raise ValueError(f"FAISS cannot build factory {factory!r} for dim {dim}: {first}. "
+                         "Examples: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ64, OPQ64,IVF1024,PQ64, auto") from None
+
+
+def min_train_size(factory: str) -> int:
+    """Vectors needed before training is worth it (0 for factories that need none)."""
+    need = 0
+    if m := _IVF.search(factory):
+        need = 39 * int(m.group(1))
+    if _PQ.search(factory):
+        need = max(need, 256)
+    return need
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    return inner
+
+
+def _flat(dim: int) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+class VectorIndex:
+    """An `IndexIDMap2` plus what FAISS lacks: an exact stand-in while untrained, hidden ids."""
+
+    def __init__(self, index: faiss.Index, factory: str, *, mmapped: bool = False) -> None:
+        self.index = index
+        self.factory = factory
+        self.mmapped = mmapped
+        self.pending: faiss.Index | None = None if index.is_trained else _flat(index.d)
+        self.hidden = np.empty(0, dtype=np.int64)
+        self.max_id = int(faiss.vector_to_array(index.id_map).max()) if index.ntotal else -1
+        inner = _inner(index)
+        self.nprobe = min(inner.nlist, max(8, inner.nlist // 16)) if isinstance(inner, faiss.IndexIVF) else None
+        self.ef_search = 64 if isinstance(inner, faiss.IndexHNSW) else None
+
+    @classmethod
+    def create(cls, factory: str, dim: int) -> "VectorIndex":
+        index = faiss.index_factory(dim, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
+        return cls(index, factory)
+
+    @classmethod
+    def load(cls, path: Path, factory: str, *, mmap: bool = False) -> "VectorIndex":
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(path), flags)
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise RuntimeError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2")
+        return cls(index, factory, mmapped=mmap)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        active = self.pending if self.pending is not None else self.index
+        return int(active.ntotal) - len(self.hidden)
+
+    def needs_training(self) -> bool:
+        return self.pending is not None
+
+    def train(self, sample: np.ndarray, batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Train on `sample`, then move every vector (`batches()` yields ids, vectors) into the index."""
+        self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self.pending = None
+        for ids, vectors in batches():
+            self.index.add_with_ids(vectors, ids)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        target = self.pending if self.pending is not None else self.index
+        target.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        self.max_id = max(self.max_id, int(np.max(ids)))
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove ids (absent ones are ignored); hide them where the index cannot remove."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        target = self.pending if self.pending is not None else self.index
+        try:
+            target.remove_ids(faiss.IDSelectorBatch(ids))
+        except RuntimeError:  # e.g. HNSW: no in-place removal
+            present = ids[np.isin(ids, faiss.vector_to_array(target.id_map))]
+            self.hidden = np.union1d(self.hidden, present)
+
+    def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+        if self.pending is not None:
+            return faiss.SearchParameters(sel=selector) if selector is not None else None
+        if self.nprobe is not None:
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+        if self.ef_search is not None:
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids); id -1 and score -inf pad rows with fewer than k hits."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must be a [q, {self.dim}] matrix, got shape {queries.shape}")
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        empty = (np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, dtype=np.int64))
+        selector = None
+        if allowed_ids is not None:
+            allowed = np.asarray(allowed_ids, dtype=np.int64)
+            if len(self.hidden):
+                allowed = np.setdiff1d(allowed, self.hidden)
+            if len(allowed) == 0:
+                return empty
+            selector = faiss.IDSelectorBatch(allowed)
+        elif len(self.hidden):
+            inner_selector = faiss.IDSelectorBatch(self.hidden)
+            selector = faiss.IDSelectorNot(inner_selector)
+        if self.ntotal <= 0 or len(queries) == 0:
+            return empty
+        target = self.pending if self.pending is not None else self.index
+        scores, ids = target.search(queries, k, params=self._params(selector))
+        scores[ids < 0] = -np.inf
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        """Write the index to `path` (the caller makes it atomic); an untrained one is written empty."""
+        faiss.write_index(self.index, str(path))

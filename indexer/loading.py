@@ -1,0 +1,25 @@
+"""Load the encoder an index manifest names (model, adapters and settings from `encoder`)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .llm2vec import LLM2VecEncoder
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def encoder_from_manifest(manifest: dict[str, Any], *, model: str | None = None,
+                          adapters: Sequence[str] = (), **kwargs: Any) -> LLM2VecEncoder:
+    """The encoder of `manifest` (`model`/`adapters` override the recorded paths, e.g. after a move)."""
+    spec = manifest["encoder"]
+    return LLM2VecEncoder.from_pretrained(
+        model or spec["model"],
+        list(adapters) or [a["path"] for a in spec.get("adapters", [])],
+        bidirectional=spec.get("bidirectional", True),
+        pooling=spec.get("pooling_mode"),
+        max_length=spec.get("max_length"),
+        doc_max_length=spec.get("doc_max_length"),
+        skip_instruction=spec.get("skip_instruction"),
+        **kwargs,
+    )

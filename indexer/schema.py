@@ -1,0 +1,65 @@
+"""`meta.sqlite`: the tables of an index (created with sqlite-utils) and how to connect to it.
+
+SQLite is the source of truth. Besides the documents and chunks (and the FTS5 table over
+chunk text kept current by triggers), it holds each chunk's float32 vector, the ids deleted
+since the last FAISS snapshot (`tombstones`) and two counters in `state`: the commit
+`generation` and the `next_chunk_id`. Chunk ids are never reused, so "ids above the
+snapshot's largest id" are exactly the chunks the snapshot has not seen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import IndexFormatError
+
+TABLES = ("documents", "chunks", "vectors", "tombstones", "state", "chunks_fts")
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite_utils.Database:
+    """A connection in WAL mode (readers never block the writer); autocommit, explicit transactions."""
+    try:
+        if read_only:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise IndexFormatError(f"{path} is not a readable SQLite database ({exc}); the index is damaged") from None
+    return sqlite_utils.Database(conn)
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create whatever tables are missing (idempotent: a crash during creation is repaired on reopen)."""
+    db["documents"].create({"id": str, "content_hash": str, "metadata": str, "source": str, "added_at": str},
+                           pk="id", if_not_exists=True)
+    db["chunks"].create({"id": int, "doc_id": str, "position": int, "start": int, "end": int, "text": str},
+                        pk="id", foreign_keys=[("doc_id", "documents", "id")], if_not_exists=True)
+    db["chunks"].create_index(["doc_id"], if_not_exists=True)
+    db["vectors"].create({"id": int, "vector": bytes}, pk="id", if_not_exists=True)
+    db["tombstones"].create({"chunk_id": int, "generation": int}, pk="chunk_id", if_not_exists=True)
+    db["tombstones"].create_index(["generation"], if_not_exists=True)
+    db["state"].create({"key": str, "value": int}, pk="key", if_not_exists=True)
+    for key in ("generation", "next_chunk_id", "pruned_through"):
+        db.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, 0)", [key])
+    if not db["chunks_fts"].exists():
+        db["chunks"].enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+
+
+def check_schema(db: sqlite_utils.Database, path: Path) -> None:
+    """Raise `IndexFormatError` when a table is missing (a damaged or foreign database)."""
+    names = set(db.table_names())
+    missing = [t for t in TABLES if t not in names]
+    if missing:
+        raise IndexFormatError(f"{path} lacks the table(s) {', '.join(missing)}: not an index database, or damaged")
+
+
+def read_state(db: sqlite_utils.Database) -> dict[str, int]:
+    return {key: value for key, value in db.execute("SELECT key, value FROM state").fetchall()}

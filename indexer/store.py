@@ -1,0 +1,392 @@
+"""`IndexStore`: one index directory (manifest.json, index.faiss, meta.sqlite) opened for search.
+
+Crash safety and concurrency, the design in short:
+
+* SQLite is the source of truth. A writer commits each batch (document rows, chunk rows,
+  each chunk's float32 vector as a BLOB, tombstones of replaced chunks, the new `generation`)
+  in one transaction, so a kill -9 leaves either all of a batch or none of it.
+* index.faiss is a derived snapshot, written atomically (temp file, fsync, `os.replace`,
+  directory fsync). Chunk ids only grow, so on open the snapshot is brought up to date by
+  replaying the vectors whose id is above its largest id and removing the ids in
+  `tombstones`; both steps are idempotent. A missing or unreadable index.faiss is therefore
+  rebuilt from SQLite (with a warning) rather than lost.
+* After a snapshot is in place, the tombstones it covers are pruned and `pruned_through` is
+  raised; a reader that loaded an older snapshot while pruning happened notices and reloads.
+* Readers use their own WAL connection: they never block the writer and see the last committed
+  batch. `search` checks `PRAGMA data_version` (one cheap call) and replays new commits first.
+* Large snapshots open memory-mapped (`IO_FLAG_MMAP | IO_FLAG_READ_ONLY`) when there is
+  nothing to replay onto them; otherwise they are loaded into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import sqlite_utils
+
+from .errors import IndexFormatError
+from .faiss_index import VectorIndex, min_train_size
+from .manifest import FAISS_NAME, MANIFEST_NAME, SQLITE_NAME, read_manifest, replace_atomically, write_manifest
+from .schema import check_schema, connect, read_state
+
+log = logging.getLogger(__name__)
+
+MMAP_THRESHOLD_BYTES = 64 * 2**20
+_BATCH = 4096
+_MAX_PARAMS = 900
+
+
+def _chunked(values: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def stitch(chunks: Sequence[dict[str, Any]]) -> str:
+    """A document's text rebuilt from its overlapping chunks (ordered by position) and their spans."""
+    text, covered = "", None
+    for chunk in chunks:
+        if covered is None:
+            text, covered = chunk["text"], chunk["end"]
+        else:
+            text += chunk["text"][max(0, covered - chunk["start"]) :]
+            covered = max(covered, chunk["end"])
+    return text
+
+
+class IndexStore:
+    """Search and read an index; the `Indexer` writes through one opened with `read_only=False`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], db: sqlite_utils.Database, *, read_only: bool,
+                 mmap: bool | None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.db = db
+        self.read_only = read_only
+        self._mmap = mmap
+        self._lock = threading.RLock()
+        self._generation = -1
+        self._data_version = -1
+        self._backlog = 0
+        self.vectors: VectorIndex = self._load_vectors()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = True, mmap: bool | None = None) -> "IndexStore":
+        """Open the index in `path`. `mmap=None` maps snapshots over 64 MiB when opened read-only."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        sqlite_path = path / SQLITE_NAME
+        if not sqlite_path.is_file():
+            raise IndexFormatError(f"{path} is damaged: {SQLITE_NAME} is missing (it holds the documents and vectors)")
+        db = connect(sqlite_path, read_only=read_only)
+        check_schema(db, sqlite_path)
+        return cls(path, manifest, db, read_only=read_only, mmap=mmap)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["encoder"]["dim"])
+
+    @property
+    def factory(self) -> str:
+        return str(self.manifest["factory"])
+
+    def __len__(self) -> int:
+        with self._lock:
+            self.refresh()
+            return self.vectors.ntotal
+
+    def __enter__(self) -> "IndexStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __repr__(self) -> str:
+        return f"IndexStore({str(self.path)!r}, factory={self.factory!r}, dim={self.dim})"
+
+    def _load_vectors(self) -> VectorIndex:
+        snapshot = self.path / FAISS_NAME
+        for _ in range(5):
+            pruned = read_state(self.db).get("pruned_through", 0)
+            vectors = self._read_snapshot(snapshot)
+            self.db.execute("BEGIN")
+            try:
+                state = read_state(self.db)
+                if state.get("pruned_through", 0) != pruned:
+                    continue  # tombstones were pruned while we read the file: read the newer one
+                if vectors.mmapped and self._has_backlog(vectors):
+                    vectors = VectorIndex.load(snapshot, self.factory, mmap=False)
+                self._backlog = self._replay(vectors, since_generation=None)
+                self._generation = state["generation"]
+                self._data_version = self._current_data_version()
+                return vectors
+            finally:
+                self.db.execute("COMMIT")
+        raise IndexFormatError(f"{self.path}: could not get a consistent snapshot (a writer kept pruning)")
+
+    def _read_snapshot(self, snapshot: Path) -> VectorIndex:
+        if snapshot.is_file():
+            mmap = self._mmap
+            if mmap is None:
+                mmap = self.read_only and snapshot.stat().st_size >= MMAP_THRESHOLD_BYTES
+            try:
+                vectors = VectorIndex.load(snapshot, self.factory, mmap=mmap)
+            except RuntimeError as exc:
+                log.warning("%s is unreadable (%s); rebuilding it from %s", snapshot, str(exc).strip()[-200:],
+                            SQLITE_NAME)
+            else:
+                if vectors.dim != self.dim:
+                    raise IndexFormatError(f"{snapshot} holds {vectors.dim}-d vectors, the manifest says {self.dim}")
+                return vectors
+        elif self.manifest.get("snapshot", {}).get("vectors"):
+            log.warning("%s is missing; rebuilding it from %s", snapshot, SQLITE_NAME)
+        return VectorIndex.create(self.factory, self.dim)
+
+    def _has_backlog(self, vectors: VectorIndex) -> bool:
+        newer = self.db.execute("SELECT EXISTS(SELECT 1 FROM vectors WHERE id > ?)", [vectors.max_id]).fetchone()[0]
+        dead = self.db.execute("SELECT EXISTS(SELECT 1 FROM tombstones)").fetchone()[0]
+        return bool(newer or dead)
+
+    def _current_data_version(self) -> int:
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _replay(self, vectors: VectorIndex, since_generation: int | None) -> int:
+        """Bring `vectors` up to the committed state: remove tombstoned ids, add newer vectors; returns the work done."""
+        if since_generation is None:
+            dead = self.db.execute("SELECT chunk_id FROM tombstones").fetchall()
+        else:
+            dead = self.db.execute("SELECT chunk_id FROM tombstones WHERE generation > ?", [since_generation]).fetchall()
+        vectors.remove(np.array([row[0] for row in dead], dtype=np.int64))
+        done = len(dead)
+        for ids, matrix in self._vector_batches(after=vectors.max_id):
+            vectors.add(ids, matrix)
+            done += len(ids)
+        return done
+
+    def _vector_batches(self, after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = after
+        while True:
+            rows = self.db.execute("SELECT id, vector FROM vectors WHERE id > ? ORDER BY id LIMIT ?",
+                                   [last, _BATCH]).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            yield ids, matrix
+            last = int(ids[-1])
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> bool:
+        """Catch up with commits made by a writer since the last call; True when anything changed."""
+        if not self.read_only:
+            return False
+        with self._lock:
+            version = self._current_data_version()
+            if version == self._data_version:
+                return False
+            self._data_version = version
+            self.db.execute("BEGIN")
+            try:
+                state = read_state(self.db)
+                if state["generation"] == self._generation:
+                    return False
+                reload = state.get("pruned_through", 0) > self._generation or self.vectors.mmapped
+                if not reload:
+                    self._replay(self.vectors, since_generation=self._generation)
+                    self._generation = state["generation"]
+            finally:
+                self.db.execute("COMMIT")
+            if reload:
+                self.vectors = self._load_vectors()
+            return True
+
+    def search(self, vectors: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k inner-product search of normalised query `vectors` [q, dim] -> (scores, ids), each [q, k].
+
+        Rows with fewer than k hits are padded with id -1 and score -inf. `allowed_ids` restricts the
+        search to those chunk ids inside FAISS (an `IDSelectorBatch`), not by filtering afterwards.
+        """
+        with self._lock:
+            self.refresh()
+            return self.vectors.search(np.atleast_2d(vectors), int(k), allowed_ids)
+
+    def get_chunks(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Chunks by id, in the order given; unknown ids (and -1 padding) are skipped."""
+        wanted = [int(i) for i in ids if int(i) >= 0]
+        found: dict[int, dict[str, Any]] = {}
+        with self._lock:
+            for part in _chunked(wanted):
+                rows = self.db.execute(
+                    'SELECT c.id, c.doc_id, c.position, c.start, c."end", c.text, d.metadata FROM chunks c '
+                    f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({_marks(len(part))})", list(part)
+                ).fetchall()
+                for cid, doc_id, position, start, end, text, metadata in rows:
+                    found[cid] = {"id": cid, "doc_id": doc_id, "position": position, "start": start, "end": end,
+                                  "text": text, "metadata": json.loads(metadata)}
+        return [found[i] for i in wanted if i in found]
+
+    def get_documents(self, doc_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Documents by id, in the order given (unknown ids skipped).
+
+        Keys: id, metadata, source, added_at, text (rebuilt from the chunks), chunk_ids.
+        """
+        out = []
+        with self._lock:
+            for doc_id in doc_ids:
+                row = self.db.execute("SELECT metadata, source, added_at FROM documents WHERE id = ?",
+                                      [doc_id]).fetchone()
+                if row is None:
+                    continue
+                chunks = [
+                    {"id": cid, "start": start, "end": end, "text": text}
+                    for cid, start, end, text in self.db.execute(
+                        'SELECT id, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY position', [doc_id]
+                    ).fetchall()
+                ]
+                out.append({"id": doc_id, "metadata": json.loads(row[0]), "source": row[1], "added_at": row[2],
+                            "text": stitch(chunks), "chunk_ids": [c["id"] for c in chunks]})
+        return out
+
+    def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored (exact, normalised) vectors of chunk `ids` as [n, dim]; KeyError for unknown ids."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        with self._lock:
+            for part in _chunked(wanted):
+                found.update(self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({_marks(len(part))})",
+                                             list(part)).fetchall())
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise KeyError(f"no vector for chunk id(s) {missing[:10]}")
+        if not wanted:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.frombuffer(b"".join(found[i] for i in wanted), dtype=np.float32).reshape(len(wanted), self.dim)
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """BM25 (FTS5) over chunk text: [(chunk id, score)], best first; higher scores are better.
+
+        The query's words are each quoted and OR-ed, so no user text can break the FTS5 syntax.
+        """
+        terms = [term.replace('"', '""') for term in query.split()]
+        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
+        if not terms or k < 1:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT rowid, bm25(chunks_fts) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                [match, int(k)],
+            ).fetchall()
+        return [(int(rowid), -float(rank)) for rowid, rank in rows]
+
+    def chunk_ids_where(self, where_sql: str, params: Sequence[Any] = ()) -> np.ndarray:
+        """Ids of the chunks whose document matches `where_sql`, a parametrised clause over `documents d`.
+
+        Example: `store.chunk_ids_where("json_extract(d.metadata, '$.year') >= ?", [2020])`.
+        """
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where_sql}", list(params)
+            ).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def counts(self) -> dict[str, int]:
+        """Committed documents and chunks, read from SQLite."""
+        with self._lock:
+            documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+            chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return {"documents": documents, "chunks": chunks}
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, settings and sizes on disk of the index."""
+        with self._lock:
+            self.refresh()
+            files = {p.name: p.stat().st_size for p in sorted(self.path.iterdir())
+                     if p.name in (MANIFEST_NAME, FAISS_NAME, SQLITE_NAME, f"{SQLITE_NAME}-wal")}
+            manifest = self.manifest
+            return {
+                "path": str(self.path),
+                **self.counts(),
+                "vectors": self.vectors.ntotal,
+                "dim": self.dim,
+                "factory": self.factory,
+                "trained": not self.vectors.needs_training(),
+                "model": manifest["encoder"].get("model"),
+                "fingerprint": manifest["encoder"].get("fingerprint"),
+                "chunking": manifest["chunking"],
+                "document_instruction": manifest.get("document_instruction"),
+                "format_version": manifest["format_version"],
+                "generation": self._generation,
+                "bytes": files,
+            }
+
+    # ------------------------------------------------------------------ writer side
+    def apply(self, added_ids: np.ndarray, vectors: np.ndarray, removed_ids: np.ndarray, generation: int) -> None:
+        """Mirror a batch the writer has just committed to SQLite into the in-memory FAISS index."""
+        with self._lock:
+            self.vectors.remove(removed_ids)
+            self.vectors.add(added_ids, vectors)
+            self._generation = generation
+            self._backlog += len(added_ids) + len(removed_ids)
+        self.train_if_ready()
+
+    def _train(self) -> None:
+        need = min_train_size(self.factory)
+        size = min(self.vectors.ntotal, max(2 * need, 65_536))
+        blobs = self.db.execute("SELECT vector FROM vectors ORDER BY random() LIMIT ?", [size]).fetchall()
+        sample = np.frombuffer(b"".join(row[0] for row in blobs), dtype=np.float32).reshape(len(blobs), self.dim)
+        log.info("training %s on %d vectors", self.factory, len(sample))
+        self.vectors.train(sample, self._vector_batches)
+        self._backlog = self.vectors.ntotal
+
+    @property
+    def snapshot_stale(self) -> bool:
+        """Whether index.faiss lags the committed state (or is missing)."""
+        return self._backlog > 0 or not (self.path / FAISS_NAME).is_file()
+
+    def train_if_ready(self) -> None:
+        """Train an untrained IVF/PQ index once enough vectors are committed."""
+        with self._lock:
+            if self.vectors.needs_training() and self.vectors.ntotal >= min_train_size(self.factory):
+                self._train()
+
+    def snapshot_due(self) -> bool:
+        """Whether enough has changed since the last snapshot to write one (bounds replay on open)."""
+        return self._backlog >= max(10_000, self.vectors.ntotal // 10)
+
+    def save_snapshot(self) -> None:
+        """Write index.faiss atomically, update the manifest's counts, prune the tombstones it covers."""
+        with self._lock:
+            if len(self.vectors.hidden):  # deleted ids this index type cannot remove: rebuild it
+                self.vectors = VectorIndex.create(self.factory, self.dim)
+                self._replay(self.vectors, since_generation=None)
+                self.train_if_ready()
+            tmp = self.path / f".{FAISS_NAME}.tmp"
+            self.vectors.save(tmp)
+            replace_atomically(tmp, self.path / FAISS_NAME)
+            generation = self._generation
+            self.manifest["counts"] = self.counts()
+            self.manifest["snapshot"] = {"generation": generation, "vectors": self.vectors.ntotal,
+                                         "trained": not self.vectors.needs_training()}
+            write_manifest(self.path, self.manifest)
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM tombstones WHERE generation <= ?", [generation])
+                self.db.execute("UPDATE state SET value = ? WHERE key = 'pruned_through'", [generation])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._backlog = 0

@@ -1,0 +1,371 @@
+"""`Indexer`: the single writer of an index — add, upsert and delete documents, crash-safely.
+
+Each batch of documents is chunked and encoded (`pipeline`, pure), then committed in one
+SQLite transaction with its vectors (`commit`), then mirrored into the in-memory FAISS
+index; index.faiss is re-snapshotted now and then and on `close()`. See `store` for why a
+kill -9 at any point loses nothing: rerunning the same build skips the documents already
+committed (same id, same text and metadata) and encodes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from .chunking import Chunk, check_chunking, chunk_text
+from .documents import DEFAULT_MAX_CHARS, Document, as_document
+from .errors import DocumentError, IndexerError, IndexFormatError
+from .faiss_index import AUTO, auto_factory, validate_factory
+from .llm2vec import LLM2VecEncoder
+from .loading import DEFAULT_MODEL, encoder_from_manifest
+from .lock import WriteLock
+from .manifest import (LOCK_NAME, MANIFEST_NAME, SQLITE_NAME, check_encoder, new_manifest, now_iso, read_manifest,
+                       write_manifest)
+from .pipeline import EncodedBatch, encode_chunks
+from .schema import connect, ensure_schema, read_state
+from .store import IndexStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OVERLAP = 32
+OnExisting = Literal["replace", "skip", "error"]
+Errors = Literal["raise", "skip"]
+
+
+@dataclass
+class AddStats:
+    """What one `add_documents` call did; `skipped` holds (document, reason) pairs."""
+
+    added: int = 0
+    replaced: int = 0
+    metadata_updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    encode_seconds: float = 0.0
+    store_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metadata_where(where: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A parametrised WHERE clause over `documents d` for {key: value} equalities (lists mean IN)."""
+    clauses, params = [], []
+    for key, value in where.items():
+        if not isinstance(key, str) or not key or '"' in key:
+            raise ValueError(f"metadata key {key!r} must be a non-empty string without double quotes")
+        path = f'$."{key}"'
+        values = value if isinstance(value, (list, tuple)) else [value]
+        values = [int(v) if isinstance(v, bool) else v for v in values]
+        if any(v is None for v in values):
+            raise ValueError(f"metadata key {key!r}: None cannot be matched; give a value")
+        clauses.append(f"json_extract(d.metadata, ?) IN ({', '.join('?' * len(values))})")
+        params += [path, *values]
+    if not clauses:
+        raise ValueError("where must name at least one metadata key")
+    return " AND ".join(clauses), params
+
+
+def _created_files_only(path: Path) -> bool:
+    return all(p.name in (LOCK_NAME, SQLITE_NAME, f"{SQLITE_NAME}-wal", f"{SQLITE_NAME}-shm") for p in path.iterdir())
+
+
+class Indexer:
+    """Create or open the index in `index_dir` and write to it (one writer at a time).
+
+    For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `factory` the
+    FAISS index (Flat by default; "auto" picks by `expected_size`), `chunk_tokens` defaults to the
+    encoder's doc_max_length and `overlap` to 32. For an existing index, arguments left as None
+    come from its manifest, and ones that contradict it are an error.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        encoder: LLM2VecEncoder | None = None,
+        *,
+        model: str | None = None,
+        adapters: Sequence[str] = (),
+        factory: str | None = None,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
+        batch_size: int = 32,
+        document_instruction: str | None = None,
+        default_task: str | None = None,
+        expected_size: int | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.path = Path(index_dir)
+        self.batch_size = batch_size
+        self.max_chars = max_chars
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexFormatError(f"{self.path} exists and is not a directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = WriteLock(self.path / LOCK_NAME)
+        self._lock.acquire()
+        try:
+            if (self.path / MANIFEST_NAME).exists():
+                self.encoder = self._open_existing(encoder, model, adapters, factory, chunk_tokens, overlap,
+                                                   document_instruction)
+            else:
+                self.encoder = self._create(encoder, model, adapters, factory, chunk_tokens, overlap,
+                                            document_instruction, default_task, expected_size)
+            ensure_schema(connect(self.path / SQLITE_NAME, read_only=False))
+            self.store = IndexStore.open(self.path, read_only=False)
+            self.store.train_if_ready()
+            state = read_state(self.store.db)
+            self._generation = state["generation"]
+            self._next_id = max(state["next_chunk_id"], self.store.vectors.max_id + 1)
+        except BaseException:
+            self._lock.release()
+            raise
+        chunking = self.manifest["chunking"]
+        self.chunk_tokens, self.overlap = int(chunking["chunk_tokens"]), int(chunking["overlap"])
+        self.document_instruction = self.manifest.get("document_instruction")
+
+    @classmethod
+    def open(cls, index_dir: str | Path, **kwargs: Any) -> "Indexer":
+        """Open an existing index with the encoder its manifest names."""
+        read_manifest(Path(index_dir))
+        return cls(index_dir, **kwargs)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.store.manifest
+
+    def _open_existing(self, encoder, model, adapters, factory, chunk_tokens, overlap, instruction) -> LLM2VecEncoder:
+        manifest = read_manifest(self.path)
+        if not (self.path / SQLITE_NAME).is_file() and (manifest.get("counts", {}).get("documents")
+                                                        or manifest.get("snapshot", {}).get("vectors")):
+            raise IndexFormatError(f"{self.path} is damaged: {SQLITE_NAME} is missing but the manifest counts "
+                                   f"{manifest['counts']['documents']} documents")
+        if encoder is None:
+            encoder = encoder_from_manifest(manifest, model=model, adapters=adapters)
+        check_encoder(manifest, encoder.fingerprint(), self.path)
+        given = {"factory": (factory, manifest["factory"]),
+                 "chunk_tokens": (chunk_tokens, manifest["chunking"]["chunk_tokens"]),
+                 "overlap": (overlap, manifest["chunking"]["overlap"]),
+                 "document_instruction": (instruction, manifest.get("document_instruction"))}
+        for name, (value, recorded) in given.items():
+            if value is not None and value != recorded and not (name == "factory" and value == AUTO):
+                raise IndexerError(f"{self.path} was built with {name}={recorded!r}; cannot change it to {value!r} "
+                                   "(build a new index for that)")
+        return encoder
+
+    def _create(self, encoder, model, adapters, factory, chunk_tokens, overlap, instruction, default_task,
+                expected_size) -> LLM2VecEncoder:
+        if not _created_files_only(self.path):
+            raise IndexFormatError(f"{self.path} is not empty and is not an index ({MANIFEST_NAME} is missing); "
+                                   "choose an empty or new directory")
+        if encoder is None:
+            encoder = LLM2VecEncoder.from_pretrained(model or DEFAULT_MODEL, adapters)
+        factory = factory or "Flat"
+        if factory == AUTO:
+            factory = auto_factory(expected_size or 0, encoder.dim)
+        validate_factory(factory, encoder.dim)
+        chunk_tokens = chunk_tokens or encoder.config.doc_max_length
+        overlap = min(DEFAULT_OVERLAP, chunk_tokens // 4) if overlap is None else overlap
+        check_chunking(chunk_tokens, overlap, encoder.config.doc_max_length)
+        manifest = new_manifest(encoder.spec(), encoder.fingerprint(), factory=factory, chunk_tokens=chunk_tokens,
+                                overlap=overlap, document_instruction=instruction, default_task=default_task)
+        write_manifest(self.path, manifest)
+        return encoder
+
+    # ------------------------------------------------------------------ context
+    def __enter__(self) -> "Indexer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write the FAISS snapshot if it lags, then release the write lock."""
+        if self._lock is None:
+            return
+        try:
+            if self.store.snapshot_stale:
+                self.store.save_snapshot()
+            self.store.close()
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    # ------------------------------------------------------------------ writing
+    def _validated(self, docs: Iterable[Any], stats: AddStats, errors: Errors) -> Iterator[Document]:
+        seen: set[str] = set()
+        for number, obj in enumerate(docs):
+            try:
+                doc = as_document(obj, max_chars=self.max_chars)
+                if doc.id in seen:
+                    raise DocumentError(f"document {doc.id!r} appears twice in one call (item {number}): "
+                                        "ids must be unique")
+            except DocumentError as exc:
+                if errors == "raise":
+                    raise
+                stats.skipped.append((str(_label(obj, number)), str(exc)))
+                log.warning("skipped: %s", exc)
+                continue
+            seen.add(doc.id)
+            yield doc
+
+    def add_documents(self, docs: Iterable[Any], *, on_existing: OnExisting = "replace",
+                      errors: Errors = "raise") -> AddStats:
+        """Chunk, encode and commit `docs` (dicts with text/id/metadata, Documents, LangChain Documents).
+
+        A document whose id is already indexed is skipped when its text and metadata are unchanged,
+        gets only its metadata updated when only that changed, and otherwise is handled per
+        `on_existing`: "replace" (upsert), "skip" or "error". With errors="skip" bad documents are
+        logged and listed in `AddStats.skipped` instead of raising. A list is validated whole
+        before anything is written.
+        """
+        if on_existing not in ("replace", "skip", "error"):
+            raise ValueError(f"on_existing must be 'replace', 'skip' or 'error', got {on_existing!r}")
+        stats = AddStats()
+        validated = self._validated(docs, stats, errors)
+        if isinstance(docs, Sequence):
+            validated = iter(list(validated))
+        pending: list[tuple[Document, list[Chunk]]] = []
+        relabel: list[Document] = []
+        n_chunks = 0
+        for doc in validated:
+            row = self.store.db.execute("SELECT content_hash, metadata FROM documents WHERE id = ?",
+                                        [doc.id]).fetchone()
+            if row is not None:
+                if row[0] == doc.content_hash:
+                    if row[1] == doc.metadata_json:
+                        stats.unchanged += 1
+                    else:
+                        relabel.append(doc)
+                    continue
+                if on_existing == "skip":
+                    stats.unchanged += 1
+                    continue
+                if on_existing == "error":
+                    raise DocumentError(f"document {doc.id!r} is already indexed with other text "
+                                        "(use upsert / on_existing='replace')")
+            started = time.perf_counter()
+            chunks = chunk_text(doc.text, self.encoder.tokenizer, self.chunk_tokens, self.overlap)
+            stats.encode_seconds += time.perf_counter() - started
+            pending.append((doc, chunks))
+            stats.replaced += row is not None
+            stats.added += row is None
+            n_chunks += len(chunks)
+            if n_chunks >= self.batch_size:
+                self._flush(pending, relabel, stats)
+                pending, relabel, n_chunks = [], [], 0
+        if pending or relabel:
+            self._flush(pending, relabel, stats)
+        return stats
+
+    def upsert(self, docs: Iterable[Any], *, errors: Errors = "raise") -> AddStats:
+        """Add `docs`, replacing the chunks of documents whose text changed."""
+        return self.add_documents(docs, on_existing="replace", errors=errors)
+
+    def _flush(self, pending: list[tuple[Document, list[Chunk]]], relabel: list[Document], stats: AddStats) -> None:
+        started = time.perf_counter()
+        chunks = [c for _, c in pending]
+        vectors = encode_chunks(self.encoder, chunks, instruction=self.document_instruction,
+                                batch_size=self.batch_size)
+        encoded = time.perf_counter()
+        self.commit(EncodedBatch([d for d, _ in pending], chunks, vectors), relabel=relabel)
+        stats.encode_seconds += encoded - started
+        stats.store_seconds += time.perf_counter() - encoded
+        stats.chunks += len(vectors)
+        stats.metadata_updated += len(relabel)
+
+    def commit(self, batch: EncodedBatch, *, relabel: Sequence[Document] = ()) -> None:
+        """Write an encoded batch (and metadata-only updates) in one transaction, then mirror it in FAISS.
+
+        Documents in `batch` replace any indexed document with the same id. Batches may come from
+        `pipeline.encode_documents` run elsewhere, as long as the encoder has this index's fingerprint.
+        """
+        if batch.vectors.shape != (batch.n_chunks, self.store.dim):
+            raise ValueError(f"batch has {batch.vectors.shape} vectors for {batch.n_chunks} chunks of dim {self.store.dim}")
+        db = self.store.db
+        generation = self._generation + 1
+        ids = np.arange(self._next_id, self._next_id + batch.n_chunks, dtype=np.int64)
+        added_at = now_iso()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            removed = self._drop_chunks([doc.id for doc in batch.documents], generation)
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO documents (id, content_hash, metadata, source, added_at) VALUES (?, ?, ?, ?, ?)",
+                [(d.id, d.content_hash, d.metadata_json, d.source, added_at) for d in batch.documents])
+            rows = [(doc.id, c.position, c.start, c.end, c.text)
+                    for doc, doc_chunks in zip(batch.documents, batch.chunks) for c in doc_chunks]
+            db.conn.executemany('INSERT INTO chunks (id, doc_id, position, start, "end", text) VALUES (?, ?, ?, ?, ?, ?)',
+                                [(int(i), *row) for i, row in zip(ids, rows)])
+            db.conn.executemany("INSERT INTO vectors (id, vector) VALUES (?, ?)",
+                                [(int(i), v.tobytes()) for i, v in zip(ids, batch.vectors)])
+            db.conn.executemany("UPDATE documents SET metadata = ? WHERE id = ?",
+                                [(d.metadata_json, d.id) for d in relabel])
+            self._bump(generation, self._next_id + batch.n_chunks)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._generation, self._next_id = generation, self._next_id + batch.n_chunks
+        self.store.apply(ids, batch.vectors, removed, generation)
+        if self.store.snapshot_due():
+            self.store.save_snapshot()
+
+    def _drop_chunks(self, doc_ids: Sequence[str], generation: int) -> np.ndarray:
+        """Inside a transaction: delete the chunks (and vectors) of `doc_ids`, tombstoning their ids."""
+        db = self.store.db
+        removed: list[int] = []
+        for doc_id in doc_ids:
+            removed += [row[0] for row in db.execute("SELECT id FROM chunks WHERE doc_id = ?", [doc_id]).fetchall()]
+        db.conn.executemany("INSERT OR REPLACE INTO tombstones (chunk_id, generation) VALUES (?, ?)",
+                            [(i, generation) for i in removed])
+        db.conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in removed])
+        db.conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in removed])
+        return np.array(removed, dtype=np.int64)
+
+    def _bump(self, generation: int, next_id: int) -> None:
+        self.store.db.conn.executemany("UPDATE state SET value = ? WHERE key = ?",
+                                       [(generation, "generation"), (next_id, "next_chunk_id")])
+
+    def delete(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None) -> int:
+        """Delete documents by id and/or by metadata equality (`where={"year": 2020}`); returns how many."""
+        if ids is None and where is None:
+            raise ValueError("give ids, where, or both")
+        if isinstance(ids, str):
+            ids = [ids]
+        db = self.store.db
+        generation = self._generation + 1
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            doc_ids = set(ids or [])
+            if where is not None:
+                clause, params = metadata_where(where)
+                doc_ids |= {row[0] for row in db.execute(f"SELECT d.id FROM documents d WHERE {clause}", params)}
+            doc_ids = sorted(d for d in doc_ids
+                             if db.execute("SELECT 1 FROM documents WHERE id = ?", [d]).fetchone() is not None)
+            removed = self._drop_chunks(doc_ids, generation)
+            db.conn.executemany("DELETE FROM documents WHERE id = ?", [(d,) for d in doc_ids])
+            self._bump(generation, self._next_id)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._generation = generation
+        self.store.apply(np.empty(0, dtype=np.int64), np.empty((0, self.store.dim), dtype=np.float32), removed,
+                         generation)
+        return len(doc_ids)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, settings and sizes on disk of the index (see `IndexStore.stats`)."""
+        return self.store.stats()
+
+
+def _label(obj: Any, number: int) -> str:
+    doc_id = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
+    return str(doc_id) if doc_id is not None else f"item {number}"
