@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from indexer.cli import index
 from indexer.llm2vec.cli import embed
 
 
@@ -24,3 +25,4 @@ def main() -> None:
 
 
 main.add_command(embed)
+main.add_command(index)

@@ -1,0 +1,233 @@
+"""`l2v index`: build, add to, delete from and inspect indexes from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .documents import DEFAULT_MAX_CHARS
+from .errors import IndexerError
+from .ingest import IngestReport, RecordFields, count_documents, iter_documents
+from .llm2vec import LLM2VecError
+from .loading import DEFAULT_MODEL
+from .store import IndexStore
+from .writer import AddStats, Indexer
+
+_SHOWN_SKIPS = 10
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _source_options(command: Callable) -> Callable:
+    options = [
+        click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
+        click.option("--text-field", "text_fields", multiple=True, metavar="NAME",
+                     help="JSONL/CSV field(s) holding the text, joined in order [default: title, text]."),
+        click.option("--id-field", "id_fields", multiple=True, metavar="NAME",
+                     help="JSONL/CSV field(s) holding the document id, first present wins [default: _id, id]."),
+        click.option("--metadata-field", "metadata_fields", multiple=True, metavar="NAME",
+                     help="JSONL/CSV field(s) to keep as metadata [default: every other field]."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="Chunks encoded (and committed) together."),
+        click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
+                     help="Skip documents longer than this many characters."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _fields(text_fields: tuple[str, ...], id_fields: tuple[str, ...], metadata_fields: tuple[str, ...]) -> RecordFields:
+    defaults = RecordFields()
+    return RecordFields(id_fields=id_fields or defaults.id_fields, text_fields=text_fields or defaults.text_fields,
+                        metadata_fields=metadata_fields or None)
+
+
+def _ingest(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields) -> None:
+    report = IngestReport()
+    started = time.perf_counter()
+    try:
+        total = count_documents(sources, fields)
+        with logging_redirect_tqdm(), tqdm(iter_documents(sources, fields, report), total=total, unit="doc",
+                                           desc="indexing", dynamic_ncols=True) as docs:
+            stats = indexer.add_documents(docs, errors="skip")
+    except (IndexerError, LLM2VecError) as exc:
+        raise _fail(exc) from None
+    _summary(indexer, stats, report, time.perf_counter() - started)
+    if report.files == 0 or (report.documents == 0 and report.skipped):
+        raise click.ClickException("nothing could be read from the sources (see the skipped list above)")
+
+
+def _summary(indexer: Indexer, stats: AddStats, report: IngestReport, seconds: float) -> None:
+    written = stats.added + stats.replaced
+    work = stats.encode_seconds + stats.store_seconds
+    share = f"; encoding {100 * stats.encode_seconds / work:.0f}% of it" if work else ""
+    click.echo(f"{written} documents indexed ({stats.added} new, {stats.replaced} replaced), "
+               f"{stats.metadata_updated} metadata updates, {stats.unchanged} unchanged; {stats.chunks} chunks "
+               f"in {seconds:.1f}s ({written / seconds if seconds else 0:.2f} docs/s{share})", err=True)
+    skipped = report.skipped + stats.skipped
+    if skipped:
+        click.echo(f"skipped {len(skipped)}:", err=True)
+        for what, why in skipped[:_SHOWN_SKIPS]:
+            click.echo(f"  {what}: {why}", err=True)
+        if len(skipped) > _SHOWN_SKIPS:
+            click.echo(f"  ... and {len(skipped) - _SHOWN_SKIPS} more", err=True)
+    counts = indexer.store.counts()
+    click.echo(f"{indexer.path}: {counts['documents']} documents, {counts['chunks']} chunks", err=True)
+
+
+@click.group("index")
+def index() -> None:
+    """Build and maintain an index: LLM2Vec vectors in FAISS, text and metadata in SQLite.
+
+    \b
+    An index is a directory: manifest.json, index.faiss and meta.sqlite.
+    Builds are incremental and crash-safe: rerun an interrupted build and it
+    picks up where it stopped (unchanged documents are skipped, none is lost
+    or duplicated).
+
+    \b
+      l2v index build my-index docs/                # .txt .md .html .pdf .jsonl .csv
+      l2v index add my-index more-docs/ notes.md     # with the index's own encoder
+      l2v index delete my-index --where year=2019
+      l2v index stats my-index
+    """
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
+@_source_options
+@click.option("--model", "-m", default=None,
+              help=f"Model directory, hub id, .gguf file or embedded name [default: {DEFAULT_MODEL}; "
+                   "an existing index uses its own].")
+@click.option("--adapter", "-a", "adapters", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="PEFT LoRA adapter directory; repeat to stack.")
+@click.option("--factory", default=None, metavar="FACTORY",
+              help="FAISS index: Flat (default, exact), HNSW32, IVF1024,Flat, IVF1024,PQ64, OPQ64,IVF1024,PQ64, "
+                   "or auto (by corpus size).")
+@click.option("--chunk-tokens", type=click.IntRange(min=1), default=None,
+              help="Tokens per chunk [default: the encoder's doc_max_length].")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tokens shared by neighbouring chunks [default: 32].")
+@click.option("--document-instruction", default=None,
+              help="Instruction to encode documents with [default: none, as LLM2Vec does].")
+def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, batch_size: int,
+          max_chars: int, model: str | None, adapters: tuple[str, ...], factory: str | None,
+          chunk_tokens: int | None, overlap: int | None, document_instruction: str | None) -> None:
+    """Create INDEX_DIR (or resume / update it) from SOURCE files and directories.
+
+    \b
+    Examples:
+      l2v index build scifact-index data/scifact/corpus.jsonl        # BEIR: _id, title + text
+      l2v index build notes-index ~/notes --chunk-tokens 256 --overlap 32
+      l2v index build faq faq.csv --text-field question --text-field answer --id-field qid
+      l2v index build big corpus.jsonl --factory auto --model ./my-llm2vec -a ./supervised
+
+    Killed or interrupted? Run the same command again: committed documents are
+    kept and skipped, the rest are added. Changed documents are re-encoded.
+    """
+    fields = _fields(text_fields, id_fields, metadata_fields)
+    expected = count_documents(sources, fields) if factory == "auto" else None
+    try:
+        indexer = Indexer(index_dir, model=model, adapters=adapters, factory=factory, chunk_tokens=chunk_tokens,
+                          overlap=overlap, batch_size=batch_size, document_instruction=document_instruction,
+                          expected_size=expected, max_chars=max_chars)
+    except (IndexerError, LLM2VecError, ValueError) as exc:
+        raise _fail(exc) from None
+    with indexer:
+        _ingest(indexer, sources, fields)
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_source_options
+def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, batch_size: int,
+        max_chars: int) -> None:
+    """Add (or update) documents from SOURCE in an existing INDEX_DIR, with its own encoder.
+
+    \b
+    Examples:
+      l2v index add my-index new-papers/
+      l2v index add my-index extra.jsonl --text-field body --id-field doc_id
+    """
+    try:
+        indexer = Indexer.open(index_dir, batch_size=batch_size, max_chars=max_chars)
+    except (IndexerError, LLM2VecError, ValueError) as exc:
+        raise _fail(exc) from None
+    with indexer:
+        _ingest(indexer, sources, _fields(text_fields, id_fields, metadata_fields))
+
+
+def _parse_where(items: tuple[str, ...]) -> dict[str, Any]:
+    where: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--where")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        where.setdefault(key, []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in where.items()}
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--id", "ids", multiple=True, help="Document id to delete; repeat for more.")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Delete documents whose metadata KEY equals VALUE (JSON-parsed: 2019 is a number, "
+                   "\"2019\" a string); keys combine with AND, a repeated key means any of its values.")
+def delete(index_dir: Path, ids: tuple[str, ...], where: tuple[str, ...]) -> None:
+    """Delete documents (all their chunks) from INDEX_DIR by id and/or metadata.
+
+    \b
+    Examples:
+      l2v index delete my-index --id doc-17 --id doc-18
+      l2v index delete my-index --where source=wiki --where year=2019
+    """
+    if not ids and not where:
+        raise click.UsageError("give --id and/or --where")
+    conditions = _parse_where(where) if where else None
+    try:
+        with Indexer.open(index_dir) as indexer:
+            deleted = indexer.delete(ids=list(ids) or None, where=conditions)
+            counts = indexer.store.counts()
+    except (IndexerError, LLM2VecError, ValueError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"deleted {deleted} documents; {counts['documents']} documents, {counts['chunks']} chunks left")
+
+
+@index.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def stats(index_dir: Path, as_json: bool) -> None:
+    """Show counts, encoder, FAISS factory and sizes of INDEX_DIR (without loading the model).
+
+    \b
+    Example:
+      l2v index stats my-index --json
+    """
+    try:
+        with IndexStore.open(index_dir) as store:
+            info = store.stats()
+    except IndexerError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    size = sum(info["bytes"].values())
+    click.echo(f"{info['path']}\n"
+               f"  documents  {info['documents']}\n"
+               f"  chunks     {info['chunks']} (vectors in FAISS: {info['vectors']})\n"
+               f"  encoder    {info['model']} (dim {info['dim']}, fingerprint {info['fingerprint']})\n"
+               f"  chunking   {info['chunking']['chunk_tokens']} tokens, overlap {info['chunking']['overlap']}\n"
+               f"  faiss      {info['factory']}{'' if info['trained'] else ' (untrained: exact search until enough vectors)'}\n"
+               f"  on disk    {size / 2**20:.1f} MiB")
