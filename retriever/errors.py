@@ -21,3 +21,7 @@ class UnknownFieldError(FilterError):
 
 class IndexMismatchError(RetrieverError):
     """The index and the encoder (or embeddings) given to read it do not produce the same vectors."""
+
+
+class IndexOpenError(RetrieverError):
+    """The index directory cannot be opened (missing, damaged, or written by a newer version)."""

@@ -1,0 +1,302 @@
+"""`Retriever`: encode queries with a task instruction, search the index, return hydrated hits.
+
+Documents were encoded without an instruction when the index was built; queries are encoded with
+one (LLM2Vec's asymmetric recipe), chosen by `task=` or given as `instruction=`, else the index's
+default task. Metadata filters run inside the FAISS search as an ID selector; `mmr=True` re-ranks
+`fetch_k` candidates for diversity and `hybrid=True` fuses FTS5/BM25 keyword hits with the dense
+hits by reciprocal rank fusion.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from indexer import LLM2VecEncoder
+from indexer.errors import IndexerError
+from indexer.store import IndexStore
+
+from .encoders import check_compatible, encoder_for_manifest
+from .errors import IndexOpenError, RetrieverError
+from .filters import check_fields, compile_filter
+from .fusion import reciprocal_rank_fusion
+from .instructions import resolve_instruction
+from .mmr import maximal_marginal_relevance
+
+Filter = Mapping[str, Any]
+EXACT_FALLBACK_MAX = 50_000
+"""An approximate index (IVF, HNSW) searching inside a selective filter can come back short; when the
+filter allows at most this many chunks, the missing hits are found by exact search over their vectors."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk: its text, the document it came from, that document's metadata, a score.
+
+    `score` is the cosine similarity to the query, or the reciprocal-rank-fusion score when the
+    search was hybrid. `start`/`end` are character offsets of the chunk in its document.
+    """
+
+    doc_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    chunk_id: int = -1
+    position: int = 0
+    start: int = 0
+    end: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_k(k: Any, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise RetrieverError(f"{name} must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _check_queries(queries: Any) -> list[str]:
+    if isinstance(queries, str) or not isinstance(queries, Sequence):
+        raise RetrieverError(f"queries must be a list of strings, got {type(queries).__name__}")
+    for i, query in enumerate(queries):
+        if not isinstance(query, str):
+            raise RetrieverError(f"query {i} is {type(query).__name__}, expected str")
+        if not query.strip():
+            raise RetrieverError(f"query {i} is empty: give some text to search for")
+    return list(queries)
+
+
+class Retriever:
+    """Search an index built by `indexer.Indexer` (open it with `Retriever.open(index_dir)`)."""
+
+    def __init__(self, store: IndexStore, encoder: LLM2VecEncoder | None, *, batch_size: int = 32) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.batch_size = _check_k(batch_size, "batch_size")
+        if encoder is not None:
+            check_compatible(store.manifest, encoder)
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: str | os.PathLike,
+        encoder: LLM2VecEncoder | None = None,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        batch_size: int = 32,
+    ) -> "Retriever":
+        """Open `index_dir` read-only and load the encoder its manifest names (cached per process).
+
+        Pass an already-loaded `encoder` to reuse it; it must produce the index's vectors
+        (`IndexMismatchError` otherwise).
+        """
+        try:
+            store = IndexStore.open(index_dir, read_only=True)
+        except IndexerError as exc:
+            raise IndexOpenError(str(exc)) from exc
+        if encoder is None:
+            encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device)
+        return cls(store, encoder, batch_size=batch_size)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Retriever":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def default_task(self) -> str | None:
+        """The task the index manifest names for queries, if any."""
+        return self.store.manifest.get("default_task")
+
+    def query_instruction(self, task: str | None = None, instruction: str | None = None) -> str | None:
+        """The instruction queries get for these arguments (see `instructions.resolve_instruction`)."""
+        return resolve_instruction(task, instruction, default_task=self.default_task)
+
+    def encode_queries(
+        self, queries: Sequence[str], *, task: str | None = None, instruction: str | None = None
+    ) -> np.ndarray:
+        """Unit-length query vectors [len(queries), dim], encoded with the resolved instruction."""
+        queries = _check_queries(queries)
+        if self.encoder is None:
+            raise RetrieverError("this retriever has no encoder: search by vector instead")
+        prompt = self.query_instruction(task, instruction)
+        vectors = self.encoder.encode(queries, prompt, batch_size=self.batch_size, normalize=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        instruction: str | None = None,
+        task: str | None = None,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        mmr: bool = False,
+        fetch_k: int | None = None,
+        lambda_mult: float = 0.5,
+        hybrid: bool = False,
+    ) -> list[Hit]:
+        """The best `k` chunks for `query`, best first (fewer when fewer match).
+
+        `filter` restricts to documents whose metadata matches (see `retriever.filters`);
+        `score_threshold` drops hits scoring below it; `mmr=True` picks `k` diverse hits from
+        `fetch_k` (default `max(4k, 20)`) candidates with `lambda_mult` (1 = relevance only);
+        `hybrid=True` fuses BM25 keyword hits with the dense ones (RRF). A `k` larger than the
+        index returns every matching chunk.
+        """
+        if not isinstance(query, str):
+            raise RetrieverError(f"query must be a string, got {type(query).__name__}")
+        return self.search_batch(
+            [query], k, instruction=instruction, task=task, filter=filter, score_threshold=score_threshold,
+            mmr=mmr, fetch_k=fetch_k, lambda_mult=lambda_mult, hybrid=hybrid,
+        )[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        instruction: str | None = None,
+        task: str | None = None,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        mmr: bool = False,
+        fetch_k: int | None = None,
+        lambda_mult: float = 0.5,
+        hybrid: bool = False,
+    ) -> list[list[Hit]]:
+        """`search` for many queries: encoded in batches of `batch_size`, searched in one FAISS call."""
+        queries = _check_queries(queries)
+        k = _check_k(k)
+        self._check_options(mmr, hybrid, lambda_mult, fetch_k)
+        if not queries:
+            return []
+        vectors = self.encode_queries(queries, task=task, instruction=instruction)
+        return self._search_vectors(vectors, k, queries=queries if hybrid else None, filter=filter,
+                                    score_threshold=score_threshold, mmr=mmr, fetch_k=fetch_k,
+                                    lambda_mult=lambda_mult)
+
+    def search_by_vector(
+        self,
+        vectors: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+        k: int = 10,
+        *,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        mmr: bool = False,
+        fetch_k: int | None = None,
+        lambda_mult: float = 0.5,
+    ) -> list[list[Hit]]:
+        """Search with query vectors already computed ([dim] or [n, dim]; normalised here)."""
+        k = _check_k(k)
+        self._check_options(mmr, False, lambda_mult, fetch_k)
+        matrix = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if matrix.ndim != 2 or matrix.shape[1] != self.store.dim:
+            raise RetrieverError(f"query vectors must have {self.store.dim} dimensions, got shape {matrix.shape}")
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+        return self._search_vectors(matrix, k, queries=None, filter=filter, score_threshold=score_threshold,
+                                    mmr=mmr, fetch_k=fetch_k, lambda_mult=lambda_mult)
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _check_options(mmr: bool, hybrid: bool, lambda_mult: float, fetch_k: int | None) -> None:
+        if mmr and hybrid:
+            raise RetrieverError("mmr and hybrid search do not combine; choose one")
+        if not 0.0 <= lambda_mult <= 1.0:
+            raise RetrieverError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
+        if fetch_k is not None:
+            _check_k(fetch_k, "fetch_k")
+
+    def allowed_ids(self, filter: Filter | None) -> np.ndarray | None:
+        """Chunk ids of the documents matching `filter` (None: no filter, every chunk allowed)."""
+        if filter is None:
+            return None
+        compiled = compile_filter(filter)
+        if compiled.sql == "1":
+            return None
+        check_fields(self.store.db, compiled.fields)
+        return np.asarray(self.store.chunk_ids_where(compiled.sql, list(compiled.params)), dtype=np.int64)
+
+    def _search_vectors(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        queries: list[str] | None,
+        filter: Filter | None,
+        score_threshold: float | None,
+        mmr: bool,
+        fetch_k: int | None,
+        lambda_mult: float,
+    ) -> list[list[Hit]]:
+        allowed = self.allowed_ids(filter)
+        available = len(self.store) if allowed is None else len(allowed)
+        if available == 0:
+            return [[] for _ in range(len(vectors))]
+        k = min(k, available)
+        fetch = min(fetch_k or max(4 * k, 20), available) if (mmr or queries) else k
+        fetch = max(fetch, k)
+        scores, ids = self.store.search(vectors, fetch, allowed_ids=allowed)
+        if allowed is not None and len(allowed) <= EXACT_FALLBACK_MAX and (ids[:, fetch - 1] < 0).any():
+            scores, ids = self._exact(vectors, fetch, allowed)
+        ranked: list[list[tuple[int, float]]] = []
+        for row, (row_scores, row_ids) in enumerate(zip(scores, ids)):
+            dense = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+            if mmr:
+                dense = self._mmr(vectors[row], dense, k, lambda_mult)
+            elif queries is not None:
+                dense = self._fuse(queries[row], dense, allowed)
+            if score_threshold is not None:
+                dense = [(i, s) for i, s in dense if s >= score_threshold]
+            ranked.append(dense[:k])
+        return self._hydrate(ranked)
+
+    def _exact(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `allowed` chunk ids, from their stored vectors."""
+        similarities = vectors @ self.store.reconstruct(allowed).T
+        top = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(similarities, top, axis=1), allowed[top]
+
+    def _mmr(self, query: np.ndarray, dense: list[tuple[int, float]], k: int, lambda_mult: float) -> list[tuple[int, float]]:
+        if not dense:
+            return []
+        candidates = self.store.reconstruct(np.asarray([i for i, _ in dense], dtype=np.int64))
+        order = maximal_marginal_relevance(query, candidates, k, lambda_mult)
+        return [dense[j] for j in order]
+
+    def _fuse(self, query: str, dense: list[tuple[int, float]], allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        keyword = [chunk_id for chunk_id, _ in self.store.keyword_search(query, max(len(dense), 1))]
+        if allowed is not None:
+            allowed_set = set(allowed.tolist())
+            keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set]
+        return reciprocal_rank_fusion([[i for i, _ in dense], keyword])
+
+    def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
+        wanted = sorted({i for row in ranked for i, _ in row})
+        chunks = {c["id"]: c for c in self.store.get_chunks(wanted)} if wanted else {}
+        return [
+            [
+                Hit(doc_id=chunks[i]["doc_id"], text=chunks[i]["text"], score=score,
+                    metadata=dict(chunks[i].get("metadata") or {}), chunk_id=i,
+                    position=chunks[i].get("position", 0), start=chunks[i].get("start", 0),
+                    end=chunks[i].get("end", 0))
+                for i, score in row
+                if i in chunks
+            ]
+            for row in ranked
+        ]
