@@ -6,6 +6,7 @@ import click
 
 from indexer.cli import index
 from indexer.llm2vec.cli import embed
+from indexer.llm2vec.training.cli import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,4 +26,5 @@ def main() -> None:
 
 
 main.add_command(embed)
+main.add_command(train)
 main.add_command(index)

@@ -1,0 +1,6 @@
+"""LLM2Vec training: MNTP, unsupervised SimCSE and supervised contrastive, each a LoRA adapter."""
+
+from .config import STAGES, TrainConfig
+from .trainer import train
+
+__all__ = ["STAGES", "TrainConfig", "train"]

@@ -1,0 +1,53 @@
+"""Crash-safe training checkpoints in safetensors + JSON (no pickle): adapter, optimizer, step.
+
+A checkpoint is written to a temporary directory and swapped in with renames, so a crash at
+any moment leaves either the previous or the new checkpoint complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from peft import PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT = "checkpoint"
+
+
+def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.Optimizer, step: int) -> Path:
+    final = output_dir / CHECKPOINT
+    staging, previous = output_dir / f"{CHECKPOINT}.tmp", output_dir / f"{CHECKPOINT}.old"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{key}": value.contiguous() for index, slots in state["state"].items()
+               for key, value in slots.items() if torch.is_tensor(value)}
+    save_file(tensors, str(staging / "optimizer.safetensors"))
+    (staging / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": state["param_groups"]}))
+    if final.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        final.rename(previous)
+    staging.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.Optimizer) -> int:
+    """Restore the newest complete checkpoint; returns the step to continue from (0 if none)."""
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        directory = output_dir / name
+        if (directory / "trainer_state.json").is_file():
+            break
+    else:
+        return 0
+    set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
+    meta = json.loads((directory / "trainer_state.json").read_text())
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(directory / "optimizer.safetensors")).items():
+        index, name = key.split(".", 1)
+        slots.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    return int(meta["step"])

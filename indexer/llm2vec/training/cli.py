@@ -1,0 +1,70 @@
+"""`l2v train mntp | simcse | supervised`: one LLM2Vec stage from a config file, scaled by flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .config import STAGES, TrainConfig
+from .trainer import train as run_training
+
+_STAGE_HELP = {
+    "mntp": "Masked next token prediction (step 2): adapts the LLM to bidirectional attention.\n\n"
+            "DATA: text, one paragraph per line (.txt) or {\"text\": ...} lines (.jsonl).",
+    "simcse": "Unsupervised SimCSE (step 3): one sentence twice, dropout makes the two views.\n\n"
+              "DATA: text as for mntp. Pass the MNTP adapter with --adapter.",
+    "supervised": "Supervised contrastive (step 4): query (with instruction) / positive / hard negative.\n\n"
+                  'DATA: JSONL {"query", "positive", "negative"?, "source"?, "instruction"?}. '
+                  "Pass the MNTP adapter with --adapter.",
+}
+
+
+def _stage_command(stage: str) -> click.Command:
+    @click.command(name=stage, help=_STAGE_HELP[stage] + "\n\nRerunning the same command resumes from the "
+                   "last checkpoint in OUTPUT. The adapter, llm2vec_config.json, train_config.json and "
+                   "train_log.jsonl land in OUTPUT.")
+    @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="YAML/JSON settings (any TrainConfig field); flags override it.")
+    @click.option("--data", type=click.Path(exists=True, dir_okay=False), help="Training data file.")
+    @click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Output directory.")
+    @click.option("--model", "-m", default=None, help="Base model [default: smollm2-135m].")
+    @click.option("--adapter", "-a", "adapters", multiple=True, type=click.Path(exists=True, file_okay=False),
+                  help="Adapter(s) merged before training, e.g. the MNTP adapter.")
+    @click.option("--max-steps", type=int, default=None)
+    @click.option("--batch-size", type=int, default=None)
+    @click.option("--grad-accum", type=int, default=None, help="Gradient accumulation steps.")
+    @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None)
+    @click.option("--warmup-steps", type=int, default=None)
+    @click.option("--max-length", type=int, default=None, help="Tokens per sequence.")
+    @click.option("--seed", type=int, default=None)
+    @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps.")
+    @click.option("--bf16", type=click.Choice(["auto", "true", "false"]), default=None,
+                  help="bf16 autocast; auto = where the hardware has native bf16.")
+    @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None)
+    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    def command(config_file, quiet, adapters, **flags):
+        try:
+            config = TrainConfig.build(stage, config_file, adapters=list(adapters) or None, **flags)
+        except (ValueError, TypeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        output = run_training(config, show_progress=not quiet)
+        click.echo(f"adapter written to {output}", err=True)
+
+    return command
+
+
+@click.group()
+def train() -> None:
+    """Train LLM2Vec LoRA adapters: mntp, then simcse or supervised on top.
+
+    \b
+    The recipe of the paper, chained like the released checkpoints:
+      l2v train mntp --data wiki.txt --output adapters/mntp
+      l2v train supervised --data pairs.jsonl -a adapters/mntp --output adapters/supervised
+      l2v embed -a adapters/mntp -a adapters/supervised --input q.jsonl --output q.npy
+    """
+
+
+for _stage in STAGES:
+    train.add_command(_stage_command(_stage))

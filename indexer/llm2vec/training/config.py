@@ -1,0 +1,95 @@
+"""Training configuration: the LLM2Vec paper's recipe as defaults, read from YAML/JSON, scaled by flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = ("mntp", "simcse", "supervised")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# Per-stage defaults from the paper (BehnamGhader et al., 2024, appendix D): learning rates,
+# masking, dropout and contrastive temperatures. Lengths are shorter than the paper's 512 so
+# CPU runs stay affordable; raise them with --max-length on a GPU.
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mntp": {"learning_rate": 5e-5, "max_length": 512, "batch_size": 32, "max_steps": 1000},
+    "simcse": {"learning_rate": 3e-5, "max_length": 128, "batch_size": 128, "max_steps": 1000},
+    "supervised": {"learning_rate": 2e-4, "max_length": 512, "batch_size": 64, "max_steps": 1000},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved next to the adapter it produces."""
+
+    stage: str
+    data: str
+    output_dir: str
+    model: str = "smollm2-135m"
+    adapters: list[str] = field(default_factory=list)
+    """Adapters merged into the model before training (the MNTP adapter for SimCSE/supervised)."""
+    max_steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    learning_rate: float = 5e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_length: int = 512
+    seed: int = 42
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    gradient_checkpointing: bool = True
+    bf16: str = "auto"
+    """"auto" (bf16 autocast where the hardware has fast bf16), "true" or "false"."""
+    save_steps: int = 50
+    log_steps: int = 1
+    # MNTP
+    mask_ratio: float | None = None
+    """Share of tokens masked; None picks 0.2 (0.8 for Mistral-like models) as in the paper."""
+    # SimCSE
+    simcse_dropout: float = 0.3
+    # SimCSE and supervised
+    pooling: str = "mean"
+    scale: float | None = None
+    """Similarity scale (1 / temperature): 20 for SimCSE, 50 for supervised when None."""
+    instruction: str | None = None
+    """Supervised: query instruction for pairs that carry none (else per-source defaults)."""
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        for name in ("max_steps", "batch_size", "grad_accum", "max_length", "save_steps", "log_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mask_ratio is not None and not 0 < self.mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.bf16 not in ("auto", "true", "false"):
+            raise ValueError(f"bf16 must be auto, true or false, got {self.bf16!r}")
+
+    @classmethod
+    def build(cls, stage: str, file: str | Path | None = None, **overrides: Any) -> "TrainConfig":
+        """Defaults for `stage`, then the YAML/JSON `file`, then non-None `overrides` (CLI flags)."""
+        values: dict[str, Any] = dict(STAGE_DEFAULTS.get(stage, {}))
+        if file is not None:
+            loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{file}: expected a mapping of settings")
+            unknown = set(loaded) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"{file}: unknown settings {', '.join(sorted(unknown))}")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["stage"] = stage
+        missing = [name for name in ("data", "output_dir") if name not in values]
+        if missing:
+            raise ValueError(f"missing setting(s): {', '.join(missing)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

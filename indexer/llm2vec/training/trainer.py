@@ -1,0 +1,101 @@
+"""The training loop shared by the stages: accumulation, bf16 autocast, logs, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import LLM2VecConfig
+from ..sources import file_sha256
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import batches
+from .stages import STAGE_BUILDERS
+
+logger = logging.getLogger(__name__)
+LOG_NAME = "train_log.jsonl"
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """bf16 autocast when asked, or on "auto" where the hardware runs bf16 matmuls natively."""
+    if setting != "auto":
+        return setting == "true"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and _cpu_has_bf16()
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
+    """Run (or resume) one stage; returns the directory holding the trained adapter."""
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    stage = STAGE_BUILDERS[config.stage](config)
+    model = stage.model
+    device = next(model.parameters()).device
+    if config.gradient_checkpointing:
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    start = load_checkpoint(output, model, optimizer)
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
+
+    bf16 = use_bf16(config.bf16, device)
+    config.save(output / "train_config.json")
+    log = (output / LOG_NAME).open("a", encoding="utf-8")
+    data = batches(stage.size, config.batch_size, config.seed, skip=start * config.grad_accum)
+    model.train()
+    progress = tqdm(total=config.max_steps, initial=start, desc=f"train {config.stage}", unit="step",
+                    disable=not show_progress)
+    try:
+        for step in range(start, config.max_steps):
+            began = time.perf_counter()
+            torch.manual_seed(config.seed + step)  # dropout noise replays identically after a resume
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * schedule(step)
+            total_loss, tokens = 0.0, 0
+            for _ in range(config.grad_accum):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, seen = stage.loss(next(data), step)
+                (loss / config.grad_accum).backward()
+                total_loss += loss.item() / config.grad_accum
+                tokens += seen
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0).item()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - began
+            record = {"step": step + 1, "loss": round(total_loss, 5), "lr": optimizer.param_groups[0]["lr"],
+                      "grad_norm": round(grad_norm, 4), "tokens_per_s": round(tokens / elapsed, 1),
+                      "seconds": round(elapsed, 3), "bf16": bf16, "time": time.time()}
+            if (step + 1) % config.log_steps == 0:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            progress.update(1)
+            progress.set_postfix(loss=f"{total_loss:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+            if (step + 1) % config.save_steps == 0 or step + 1 == config.max_steps:
+                save_checkpoint(output, model, optimizer, step + 1)
+    finally:
+        progress.close()
+        log.close()
+    model.save_pretrained(output)
+    LLM2VecConfig(pooling_mode=config.pooling).write(output)
+    provenance = {"data_sha256": file_sha256(config.data), "steps": config.max_steps}
+    (output / "train_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return output

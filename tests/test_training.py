@@ -1,0 +1,147 @@
+"""Training on tiny random models: objectives, stage wiring, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from indexer.llm2vec import LLM2VecEncoder
+from indexer.llm2vec.training import TrainConfig, train
+from indexer.llm2vec.training.objectives import IGNORE, mask_tokens, mntp_loss
+from tiny_models import CORPUS
+
+PAIRS = [
+    {"query": "who wrote the fox sentence", "positive": "The quick brown fox jumps over the lazy dog.",
+     "negative": "Scientific claims are supported or refuted.", "source": "wikiqa"},
+    {"query": "what do encoders need", "positive": "Retrieval augmented generation needs a good text encoder."},
+    {"query": "show me code", "positive": "def encode(texts): return model(texts)", "source": "msrp"},
+    {"query": "unicode text", "positive": "Héllo wörld — ünïcode façade"},
+]
+
+
+@pytest.fixture
+def data(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(CORPUS[:6]) + "\n", encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n", encoding="utf-8")
+    return texts, pairs
+
+
+def _config(stage, model, data_path, out, **overrides):
+    settings = dict(max_steps=6, batch_size=4, max_length=32, learning_rate=5e-3, save_steps=2, lora_r=4,
+                    lora_alpha=8, gradient_checkpointing=False, bf16="false")
+    settings.update(overrides)
+    return TrainConfig.build(stage, model=str(model), data=str(data_path), output_dir=str(out), **settings)
+
+
+def _losses(out):
+    return [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_mask_tokens_targets_only_real_non_special_tokens():
+    ids = torch.tensor([[0, 5, 6, 7, 8, 9, 10, 11], [1, 1, 0, 5, 6, 7, 8, 9]])
+    attention = torch.tensor([[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1]])
+    masked, labels = mask_tokens(ids, attention, mask_token_id=3, ratio=0.99, vocab_size=50, special_ids={0, 1},
+                                 generator=torch.Generator().manual_seed(0))
+    target = labels != IGNORE
+    assert not target[ids == 0].any() and not target[attention == 0].any()
+    assert target.sum() == 12  # every real non-special token at ratio ~1
+    assert torch.equal(labels[target], ids[target])
+    assert (masked[target] == 3).float().mean() > 0.5  # mostly the mask token (80/10/10)
+
+
+def test_mntp_loss_predicts_token_i_from_position_i_minus_1():
+    vocab, dim = 7, 5
+    hidden = torch.randn(1, 4, dim)
+    head = torch.nn.Linear(dim, vocab, bias=False)
+    labels = torch.tensor([[IGNORE, 3, IGNORE, 6]])  # tokens 1 and 3 are masked
+    expected = torch.nn.functional.cross_entropy(head(hidden[0, [0, 2]]), torch.tensor([3, 6]))
+    torch.testing.assert_close(mntp_loss(hidden, labels, head), expected)
+
+
+def test_mntp_loss_falls_and_adapter_loads(tiny_llama, data, tmp_path):
+    out = train(_config("mntp", tiny_llama, data[0], tmp_path / "mntp", max_steps=12, batch_size=2, max_length=16),
+                show_progress=False)
+    losses = _losses(out)
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert (out / "adapter_model.safetensors").is_file() and (out / "llm2vec_config.json").is_file()
+    keys = load_file(str(out / "adapter_model.safetensors"))
+    assert all(".layers." in key and "lm_head" not in key for key in keys)  # fits the encoder (no LM head)
+    base = LLM2VecEncoder.from_pretrained(tiny_llama).encode(CORPUS[:2])
+    adapted = LLM2VecEncoder.from_pretrained(tiny_llama, [out]).encode(CORPUS[:2])
+    assert not np.allclose(base, adapted, atol=1e-4)
+
+
+def test_simcse_views_are_the_same_text(tiny_llama, data, tmp_path, monkeypatch):
+    seen = []
+    original = LLM2VecEncoder.embed
+
+    def spy(self, features):
+        seen.append(features["input_ids"].clone())
+        return original(self, features)
+
+    monkeypatch.setattr(LLM2VecEncoder, "embed", spy)
+    train(_config("simcse", tiny_llama, data[0], tmp_path / "simcse", max_steps=2), show_progress=False)
+    assert len(seen) == 4 and torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3])
+
+
+def test_supervised_stacks_on_mntp_and_changes_embeddings(tiny_llama, data, tmp_path):
+    mntp = train(_config("mntp", tiny_llama, data[0], tmp_path / "mntp", max_steps=2, batch_size=2, max_length=16),
+                 show_progress=False)
+    out = train(_config("supervised", tiny_llama, data[1], tmp_path / "sup", adapters=[str(mntp)], max_steps=8),
+                show_progress=False)
+    losses = _losses(out)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    only_mntp = LLM2VecEncoder.from_pretrained(tiny_llama, [mntp]).encode(CORPUS[:2])
+    stacked = LLM2VecEncoder.from_pretrained(tiny_llama, [mntp, out]).encode(CORPUS[:2])
+    assert not np.allclose(only_mntp, stacked, atol=1e-4)
+
+
+def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkeypatch):
+    straight = train(_config("supervised", tiny_llama, data[1], tmp_path / "straight"), show_progress=False)
+
+    from indexer.llm2vec.training import stages
+
+    builder = stages.STAGE_BUILDERS["supervised"]
+
+    def crashing(config):
+        stage = builder(config)
+        inner = stage.loss
+
+        def loss(indices, step):
+            if step == 4:
+                raise KeyboardInterrupt("simulated crash")
+            return inner(indices, step)
+
+        stage.loss = loss
+        return stage
+
+    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config("supervised", tiny_llama, data[1], tmp_path / "resumed"), show_progress=False)
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", builder)
+    resumed = train(_config("supervised", tiny_llama, data[1], tmp_path / "resumed"), show_progress=False)
+    steps = [json.loads(line)["step"] for line in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    a = load_file(str(straight / "adapter_model.safetensors"))
+    b = load_file(str(resumed / "adapter_model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def test_config_rejects_bad_settings(tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        TrainConfig.build("distill", data="x", output_dir="y")
+    bad = tmp_path / "c.yaml"
+    bad.write_text("max_stepz: 3\n")
+    with pytest.raises(ValueError, match="unknown settings max_stepz"):
+        TrainConfig.build("mntp", bad, data="x", output_dir="y")
+    with pytest.raises(ValueError, match="missing setting"):
+        TrainConfig.build("mntp")
