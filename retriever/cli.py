@@ -8,6 +8,8 @@ from indexer.cli import index
 from indexer.llm2vec.cli import embed
 from indexer.llm2vec.training.cli import train
 
+from .search_cli import search
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="llm2vec-retriever")
@@ -28,3 +30,4 @@ def main() -> None:
 main.add_command(embed)
 main.add_command(train)
 main.add_command(index)
+main.add_command(search)

@@ -1,0 +1,111 @@
+"""`l2v search`: query an index from the shell, as a ranked table or as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from typing import Any
+
+import click
+
+from indexer.errors import IndexerError
+from indexer.llm2vec import LLM2VecError
+
+from .errors import RetrieverError
+from .instructions import TASKS
+from .retriever import Hit, Retriever
+
+_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$")
+_OPERATORS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+
+
+def parse_value(text: str) -> Any:
+    """A filter value from the shell: a JSON scalar if it parses as one (42, 2.5, true, null, "x"), else the text."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if value is None or isinstance(value, (str, int, float, bool)) else text
+
+
+def parse_filters(conditions: tuple[str, ...], filter_json: str | None) -> dict[str, Any] | None:
+    """Combine `--filter key<op>value` conditions and a `--filter-json` object into one filter (AND)."""
+    parts: list[dict[str, Any]] = []
+    for condition in conditions:
+        match = _CONDITION.match(condition)
+        if not match or not match.group(1):
+            raise click.BadParameter(f"{condition!r} is not KEY=VALUE (or KEY>=VALUE, KEY!=VALUE, ...)",
+                                     param_hint="--filter")
+        key, op, value = match.groups()
+        parts.append({key: {_OPERATORS[op]: parse_value(value)}})
+    if filter_json is not None:
+        try:
+            parsed = json.loads(filter_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint="--filter-json") from None
+        parts.append(parsed)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _table(hits: list[Hit]) -> str:
+    width = shutil.get_terminal_size((100, 20)).columns
+    id_width = min(max((len(h.doc_id) for h in hits), default=6), 30)
+    lines = [f"{'#':>3}  {'score':>7}  {'document':<{id_width}}  text"]
+    room = max(width - id_width - 17, 20)
+    for rank, hit in enumerate(hits, 1):
+        text = " ".join(hit.text.split())
+        text = text if len(text) <= room else text[: room - 1] + "…"
+        doc_id = hit.doc_id if len(hit.doc_id) <= id_width else hit.doc_id[: id_width - 1] + "…"
+        lines.append(f"{rank:>3}  {hit.score:>7.4f}  {doc_id:<{id_width}}  {text}")
+    return "\n".join(lines)
+
+
+@click.command(epilog="Tasks: " + ", ".join(TASKS) + ".")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("query")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="How many hits to return.")
+@click.option("--task", "-t", help="Task whose instruction the query gets (default: the index's, else generic).")
+@click.option("--instruction", "-i", help='Explicit query instruction instead of a task ("" for none).')
+@click.option("--filter", "-f", "conditions", multiple=True, metavar="KEY=VALUE",
+              help="Metadata condition; also KEY>=V, KEY<V, KEY!=V ... Repeat to AND several.")
+@click.option("--filter-json", metavar="JSON", help='Full filter language, e.g. \'{"$or": [{"lang": "en"}, {"year": {"$gte": 2020}}]}\'.')
+@click.option("--hybrid", is_flag=True, help="Fuse BM25 keyword hits with the dense hits (reciprocal rank fusion).")
+@click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
+@click.option("--threshold", type=float, help="Drop hits scoring below this (cosine similarity).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per hit instead of a table.")
+def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
+           conditions: tuple[str, ...], filter_json: str | None, hybrid: bool, mmr: bool,
+           threshold: float | None, as_json: bool) -> None:
+    """Search INDEX_DIR for QUERY and print the best chunks.
+
+    The query is encoded with a task instruction (LLM2Vec style); documents were encoded without.
+
+    \b
+    Examples:
+      l2v search my-index "what is LLM2Vec?"
+      l2v search scifact-index "Vitamin D prevents fractures" --task scifact -k 5
+      l2v search my-index "lora rank" --filter lang=en --filter "year>=2023" --hybrid
+      l2v search my-index "gpu memory" --filter-json '{"tags": {"$in": ["cuda", "rocm"]}}' --json
+
+    Filter values are read as JSON when they parse (year=2020 is a number, flag=true a boolean,
+    'name="42"' the string 42), else as text.
+    """
+    if task is not None and instruction is not None:
+        raise click.UsageError("give --task or --instruction, not both")
+    filter = parse_filters(conditions, filter_json)
+    try:
+        with Retriever.open(index_dir) as retriever:
+            hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
+                                    score_threshold=threshold, mmr=mmr, hybrid=hybrid)
+    except (RetrieverError, IndexerError, LLM2VecError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        for rank, hit in enumerate(hits, 1):
+            click.echo(json.dumps({"rank": rank, **hit.to_dict()}, ensure_ascii=False))
+    elif hits:
+        click.echo(_table(hits))
+    else:
+        click.echo("no hits", err=True)
