@@ -289,14 +289,9 @@ class Retriever:
     def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
         wanted = sorted({i for row in ranked for i, _ in row})
         chunks = {c["id"]: c for c in self.store.get_chunks(wanted)} if wanted else {}
-        return [
-            [
-                Hit(doc_id=chunks[i]["doc_id"], text=chunks[i]["text"], score=score,
-                    metadata=dict(chunks[i].get("metadata") or {}), chunk_id=i,
-                    position=chunks[i].get("position", 0), start=chunks[i].get("start", 0),
-                    end=chunks[i].get("end", 0))
-                for i, score in row
-                if i in chunks
-            ]
-            for row in ranked
-        ]
+        return [[self._hit(chunks[i], score) for i, score in row if i in chunks] for row in ranked]
+
+    @staticmethod
+    def _hit(chunk: dict[str, Any], score: float) -> Hit:
+        return Hit(doc_id=chunk["doc_id"], text=chunk["text"], score=score, metadata=chunk["metadata"],
+                   chunk_id=chunk["id"], position=chunk["position"], start=chunk["start"], end=chunk["end"])
