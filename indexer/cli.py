@@ -231,3 +231,7 @@ def stats(index_dir: Path, as_json: bool) -> None:
                f"  chunking   {info['chunking']['chunk_tokens']} tokens, overlap {info['chunking']['overlap']}\n"
                f"  faiss      {info['factory']}{'' if info['trained'] else ' (untrained: exact search until enough vectors)'}\n"
                f"  on disk    {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":  # `python -m indexer.cli build ...` is `l2v index build ...`
+    index(prog_name="l2v index")

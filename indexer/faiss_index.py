@@ -1,13 +1,15 @@
 """The FAISS side: factory strings (and "auto"), training, id-mapped add/remove, filtered search.
 
-Every index is `IDMap2,<factory>` with inner product on L2-normalised vectors (= cosine), so
-FAISS ids are the SQLite chunk ids. "auto" picks by expected corpus size (vectors):
+Every index uses inner product on L2-normalised vectors (= cosine) and stores the SQLite chunk
+ids as its FAISS ids: IVF indexes natively (their `remove_ids` does not compact internal ids, so
+an `IndexIDMap2` around them would map ids wrongly after a removal), all others inside an
+`IndexIDMap2`. "auto" picks by expected corpus size (vectors):
 
     < 100k          Flat                          exact; ~0.2 GB per 100k 576-d vectors
     100k .. < 2M    IVF{4*sqrt(n)},Flat           exact vectors, coarse partition (nprobe probes)
     >= 2M           OPQ{m},IVF{4*sqrt(n)},PQ{m}   compressed to m bytes per vector
 
-IVF/PQ factories need training: until enough vectors exist (39 per list; 256 for PQ codebooks)
+IVF/PQ factories need training: until enough vectors exist (39 per centroid of the IVF lists and PQ codebooks)
 the vectors are held in an exact flat index, then the real one is trained on a sample.
 Index types that cannot remove ids in place (HNSW) hide deleted ids with an `IDSelectorNot`
 until the owner rebuilds them.
@@ -25,7 +27,7 @@ import numpy as np
 
 AUTO = "auto"
 _IVF = re.compile(r"IVF(\d+)")
-_PQ = re.compile(r"PQ(\d+)")
+_PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
 
 
 def auto_factory(n_vectors: int, dim: int) -> str:
@@ -50,20 +52,34 @@ def validate_factory(factory: str, dim: int) -> None:
 
 
 def min_train_size(factory: str) -> int:
-    """Vectors needed before training is worth it (0 for factories that need none)."""
+    """Vectors needed before training is worth it: 39 per centroid, as FAISS advises (0: no training)."""
     need = 0
     if m := _IVF.search(factory):
         need = 39 * int(m.group(1))
-    if _PQ.search(factory):
-        need = max(need, 256)
+    if m := _PQ.search(factory):
+        need = max(need, 39 * 2 ** int(m.group(2) or 8))
     return need
 
 
+def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
 def _inner(index: faiss.Index) -> faiss.Index:
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-    if isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
-    return inner
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+
+
+def _all_ids(index: faiss.Index) -> np.ndarray:
+    if isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+             for i in range(ivf.nlist) if lists.list_size(i)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
 
 
 def _flat(dim: int) -> faiss.Index:
@@ -79,22 +95,24 @@ class VectorIndex:
         self.mmapped = mmapped
         self.pending: faiss.Index | None = None if index.is_trained else _flat(index.d)
         self.hidden = np.empty(0, dtype=np.int64)
-        self.max_id = int(faiss.vector_to_array(index.id_map).max()) if index.ntotal else -1
-        inner = _inner(index)
-        self.nprobe = min(inner.nlist, max(8, inner.nlist // 16)) if isinstance(inner, faiss.IndexIVF) else None
-        self.ef_search = 64 if isinstance(inner, faiss.IndexHNSW) else None
+        self.max_id = int(_all_ids(index).max()) if index.ntotal else -1
+        ivf = _ivf(index)
+        self.nprobe = min(ivf.nlist, max(8, ivf.nlist // 16)) if ivf is not None else None
+        self.ef_search = 64 if isinstance(_inner(index), faiss.IndexHNSW) else None
 
     @classmethod
     def create(cls, factory: str, dim: int) -> "VectorIndex":
-        index = faiss.index_factory(dim, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if _ivf(index) is None:
+            index = faiss.index_factory(dim, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
         return cls(index, factory)
 
     @classmethod
     def load(cls, path: Path, factory: str, *, mmap: bool = False) -> "VectorIndex":
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         index = faiss.read_index(str(path), flags)
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise RuntimeError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2")
+        if not isinstance(index, faiss.IndexIDMap2) and _ivf(index) is None:
+            raise RuntimeError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2 or an IVF index")
         return cls(index, factory, mmapped=mmap)
 
     @property
@@ -105,6 +123,11 @@ class VectorIndex:
     def ntotal(self) -> int:
         active = self.pending if self.pending is not None else self.index
         return int(active.ntotal) - len(self.hidden)
+
+    def ids(self) -> np.ndarray:
+        """Every id the index holds (hidden ones excluded), in insertion order."""
+        ids = _all_ids(self.pending if self.pending is not None else self.index)
+        return ids[~np.isin(ids, self.hidden)] if len(self.hidden) else ids
 
     def needs_training(self) -> bool:
         return self.pending is not None
@@ -132,7 +155,7 @@ class VectorIndex:
         try:
             target.remove_ids(faiss.IDSelectorBatch(ids))
         except RuntimeError:  # e.g. HNSW: no in-place removal
-            present = ids[np.isin(ids, faiss.vector_to_array(target.id_map))]
+            present = ids[np.isin(ids, _all_ids(target))]
             self.hidden = np.union1d(self.hidden, present)
 
     def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:

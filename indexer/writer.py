@@ -118,7 +118,11 @@ class Indexer:
             else:
                 self.encoder = self._create(encoder, model, adapters, factory, chunk_tokens, overlap,
                                             document_instruction, default_task, expected_size)
-            ensure_schema(connect(self.path / SQLITE_NAME, read_only=False))
+            schema_db = connect(self.path / SQLITE_NAME, read_only=False)
+            try:
+                ensure_schema(schema_db)
+            finally:
+                schema_db.conn.close()
             self.store = IndexStore.open(self.path, read_only=False)
             self.store.train_if_ready()
             state = read_state(self.store.db)
