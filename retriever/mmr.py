@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def maximal_marginal_relevance(query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float = 0.5) -> list[int]:
+def maximal_marginal_relevance(
+    query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float = 0.5
+) -> list[int]:
     """Indices of `k` rows of `candidates` [n, dim] balancing relevance to `query` [dim] and diversity.
 
     Each step takes argmax of `lambda_mult * sim(query, c) - (1 - lambda_mult) * max sim(c, chosen)`;

@@ -272,7 +272,9 @@ class Retriever:
         top = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(similarities, top, axis=1), allowed[top]
 
-    def _mmr(self, query: np.ndarray, dense: list[tuple[int, float]], k: int, lambda_mult: float) -> list[tuple[int, float]]:
+    def _mmr(
+        self, query: np.ndarray, dense: list[tuple[int, float]], k: int, lambda_mult: float
+    ) -> list[tuple[int, float]]:
         if not dense:
             return []
         candidates = self.store.reconstruct(np.asarray([i for i, _ in dense], dtype=np.int64))

@@ -71,7 +71,8 @@ def _table(hits: list[Hit]) -> str:
 @click.option("--instruction", "-i", help='Explicit query instruction instead of a task ("" for none).')
 @click.option("--filter", "-f", "conditions", multiple=True, metavar="KEY=VALUE",
               help="Metadata condition; also KEY>=V, KEY<V, KEY!=V ... Repeat to AND several.")
-@click.option("--filter-json", metavar="JSON", help='Full filter language, e.g. \'{"$or": [{"lang": "en"}, {"year": {"$gte": 2020}}]}\'.')
+@click.option("--filter-json", metavar="JSON",
+              help='Full filter language, e.g. \'{"$or": [{"lang": "en"}, {"year": {"$gte": 2020}}]}\'.')
 @click.option("--hybrid", is_flag=True, help="Fuse BM25 keyword hits with the dense hits (reciprocal rank fusion).")
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
 @click.option("--threshold", type=float, help="Drop hits scoring below this (cosine similarity).")

@@ -62,7 +62,8 @@ def test_mmr_trades_relevance_for_diversity() -> None:
     near = np.array([0.99, 0.141, 0.0])  # almost the query
     near_twin = np.array([0.99, 0.141, 0.001])
     other = np.array([0.7, 0.0, 0.714])  # less relevant, different direction
-    candidates = np.stack([near, near_twin, other]) / np.linalg.norm(np.stack([near, near_twin, other]), axis=1)[:, None]
+    candidates = np.stack([near, near_twin, other])
+    candidates /= np.linalg.norm(candidates, axis=1, keepdims=True)
     assert maximal_marginal_relevance(query, candidates, k=3, lambda_mult=1.0) == [0, 1, 2]  # plain similarity
     assert maximal_marginal_relevance(query, candidates, k=2, lambda_mult=0.5) == [0, 2]  # skips the twin
     assert maximal_marginal_relevance(query, candidates, k=5) == maximal_marginal_relevance(query, candidates, k=3)
