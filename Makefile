@@ -23,8 +23,10 @@ $(VENV)/.ready: pyproject.toml
 
 setup: $(VENV)/.ready
 
+# Build an index of the sample corpus with the embedded default model, then answer a query.
 demo: setup
-	$(L2V) embed --model smollm2-135m --input examples/sample_queries.jsonl --output /tmp/l2v-demo.npy
+	$(L2V) index build demo-index examples/sample_corpus.jsonl
+	$(L2V) search demo-index "How do plants turn sunlight into energy?" -k 3
 
 test: setup
 	$(PY) -m pytest -q
