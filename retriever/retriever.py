@@ -30,6 +30,8 @@ Filter = Mapping[str, Any]
 EXACT_FALLBACK_MAX = 50_000
 """An approximate index (IVF, HNSW) searching inside a selective filter can come back short; when the
 filter allows at most this many chunks, the missing hits are found by exact search over their vectors."""
+KEYWORD_FETCH_MAX = 10_000
+"""Cap on the BM25 hits fetched for hybrid search under a filter (which FTS5 cannot apply itself)."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class Retriever:
             if mmr:
                 dense = self._mmr(vectors[row], dense, k, lambda_mult)
             elif queries is not None:
-                dense = self._fuse(queries[row], dense, allowed)
+                dense = self._fuse(queries[row], dense, fetch, allowed)
             if score_threshold is not None:
                 dense = [(i, s) for i, s in dense if s >= score_threshold]
             ranked.append(dense[:k])
@@ -281,11 +283,17 @@ class Retriever:
         order = maximal_marginal_relevance(query, candidates, k, lambda_mult)
         return [dense[j] for j in order]
 
-    def _fuse(self, query: str, dense: list[tuple[int, float]], allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        keyword = [chunk_id for chunk_id, _ in self.store.keyword_search(query, max(len(dense), 1))]
+    def _fuse(
+        self, query: str, dense: list[tuple[int, float]], fetch: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """RRF of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in proportion."""
+        limit = fetch
+        if allowed is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
+            limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(len(allowed), 1))))
+        keyword = [chunk_id for chunk_id, _ in self.store.keyword_search(query, limit)]
         if allowed is not None:
             allowed_set = set(allowed.tolist())
-            keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set]
+            keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set][:fetch]
         return reciprocal_rank_fusion([[i for i, _ in dense], keyword])
 
     def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
