@@ -145,3 +145,11 @@ def test_instruction_filling_max_length_is_an_error(tiny_llama):
     encoder = LLM2VecEncoder.from_pretrained(tiny_llama, max_length=8)
     with pytest.raises(InputError, match="no token left to pool"):
         encoder.encode(["some text"], INSTRUCTION)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError, match="could not fetch 'some-org/some-model'.*embedded model"):
+        LLM2VecEncoder.from_pretrained("some-org/some-model")

@@ -10,7 +10,7 @@ from typing import Sequence
 from torch import nn
 
 from .errors import ModelLoadError
-from .sources import file_sha256
+from .sources import download, file_sha256
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -36,12 +36,21 @@ def adapter_sha256(path: str | os.PathLike) -> str:
     raise ModelLoadError(f"{path} holds no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
 
 
+def resolve_adapter(adapter: str | os.PathLike) -> Path:
+    """A local adapter directory; hub ids ("org/name" that is not a local path) are downloaded."""
+    path = Path(adapter).expanduser()
+    text = os.fspath(adapter)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        return path
+    return Path(download(text))
+
+
 def apply_adapters(model: nn.Module, adapters: Sequence[str | os.PathLike], *, merge_last: bool = True) -> nn.Module:
     """Load each adapter on top of the previous ones; all but (optionally) the last are merged."""
     from peft import PeftModel
 
     for position, adapter in enumerate(adapters):
-        path = Path(adapter).expanduser()
+        path = resolve_adapter(adapter)
         if not is_adapter_dir(path):
             raise ModelLoadError(f"adapter not found: {path} has no {ADAPTER_CONFIG}")
         try:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_adapter_dir
+from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_adapter_dir, resolve_adapter
 from .attention import is_bidirectional, set_bidirectional
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
@@ -148,9 +148,9 @@ class LLM2VecEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         resolved = resolve_model(model)
-        adapters = [str(Path(a).expanduser()) for a in adapters]
+        adapters = [str(resolve_adapter(a)) for a in adapters]
         location = resolved.location
-        if Path(location).is_dir() and is_adapter_dir(location) and not _has_weights(location):
+        if is_adapter_dir(location) and not _has_weights(location):
             # A released "-mntp" directory: base config + adapter, the base named by the adapter.
             base = adapter_base_model(location)
             if base is None:
@@ -158,7 +158,7 @@ class LLM2VecEncoder:
             adapters.insert(0, location)
             resolved = resolve_model(base)
             location = resolved.location
-        settings = LLM2VecConfig.read(location) if Path(location).is_dir() else {}
+        settings = LLM2VecConfig.read(location)
         if adapters:
             settings.update(LLM2VecConfig.read(adapters[-1]))
         overrides = {"pooling_mode": pooling, "max_length": max_length, "doc_max_length": doc_max_length,

@@ -36,10 +36,10 @@ class EmbeddedModel:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model ready for `from_pretrained`: a local directory or a hub id."""
+    """A model ready for `from_pretrained`: a local directory."""
 
     location: str
-    """Local directory or hub id to pass to transformers."""
+    """Local directory to pass to transformers."""
     source: str
     """What the user asked for (embedded name, path or hub id)."""
     sha256: str | None = None
@@ -145,4 +145,20 @@ def resolve_model(model: str | os.PathLike) -> ResolvedModel:
             f"model not found: {text!r} is neither a model directory, a .gguf file, "
             f"an embedded model ({', '.join(EMBEDDED_MODELS)}) nor a hub id"
         )
-    return ResolvedModel(text, text)
+    return ResolvedModel(download(text), text)
+
+
+def download(repo_id: str) -> str:
+    """Fetch a hub repository (weights, configs, tokenizer) into the Hugging Face cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, allow_patterns=_HUB_FILES)
+    except Exception as exc:  # offline, unknown repo, gated repo: all end here
+        raise ModelLoadError(
+            f"could not fetch {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
+            f"offline, use a local directory, a .gguf file or an embedded model ({', '.join(EMBEDDED_MODELS)})"
+        ) from exc
+
+
+_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
