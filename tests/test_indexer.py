@@ -19,9 +19,9 @@ import torch
 from click.testing import CliRunner
 
 from indexer import (DocumentError, EncodedBatch, EncoderMismatchError, Indexer, IndexFormatError, IndexLockedError,
-                     IndexStore, LLM2VecEncoder)
+                     IndexStore, LLM2VecEncoder, encode_documents)
 from indexer.chunking import Chunk, chunk_text
-from indexer.documents import Document
+from indexer.documents import Document, as_document
 from indexer.manifest import FORMAT_VERSION
 from indexer.cli import index as index_cli
 from tiny_models import CORPUS
@@ -187,6 +187,21 @@ def test_documents_without_id_get_a_content_hash_id(tmp_path, encoder):
         assert indexer.store.counts()["documents"] == 2
 
 
+def test_batches_encoded_elsewhere_commit_to_the_same_index(tmp_path, encoder):
+    """The fan-out path: `encode_documents` anywhere (pure), `Indexer.commit` in the one writer."""
+    docs = make_docs(4)
+    with open_indexer(tmp_path / "a", encoder) as direct:
+        direct.add_documents(docs)
+    batch = encode_documents(encoder, [as_document(d) for d in docs], chunk_tokens=24, overlap=6)
+    with open_indexer(tmp_path / "b", encoder) as writer:
+        writer.commit(batch)
+    with IndexStore.open(tmp_path / "a") as a, IndexStore.open(tmp_path / "b") as b:
+        ids = sorted(sqlite_ids(tmp_path / "a"))
+        assert ids == sorted(sqlite_ids(tmp_path / "b"))
+        assert a.get_chunks(ids) == b.get_chunks(ids)
+        assert np.allclose(a.reconstruct(ids), b.reconstruct(ids), atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- opening
 def test_other_encoder_settings_and_second_writer_are_refused(tmp_path, encoder, tiny_model_factory):
     with open_indexer(tmp_path / "idx", encoder) as indexer:
@@ -277,15 +292,18 @@ def test_reader_sees_commits_while_writer_writes(tmp_path, encoder):
     path = tmp_path / "idx"
     with open_indexer(path, encoder) as indexer:
         indexer.add_documents(make_docs(2))
-        reader = IndexStore.open(path)
+        indexer.store.save_snapshot()
+        reader, mapped = IndexStore.open(path), IndexStore.open(path, mmap=True)
+        assert mapped.vectors.mmapped and not reader.vectors.mmapped
         before = len(reader)
         indexer.add_documents(make_docs(5)[2:])
-        assert len(reader) == indexer.store.vectors.ntotal > before
+        assert len(reader) == len(mapped) == indexer.store.vectors.ntotal > before
         indexer.delete(ids=["d0"])
         indexer.store.save_snapshot()  # prunes tombstones: the reader must reload, not miss the delete
         indexer.delete(ids=["d1"])
-        assert faiss_ids(reader) == sqlite_ids(path)
+        assert faiss_ids(reader) == faiss_ids(mapped) == sqlite_ids(path)
         reader.close()
+        mapped.close()
 
 
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF4,Flat", "IVF4,PQ4x4"])
@@ -307,6 +325,8 @@ def test_other_factories_add_delete_and_search(tmp_path, encoder, factory):
         indexer.commit(batch(100, 600))
         assert not indexer.store.vectors.needs_training()
         indexer.delete(ids=["s0", "s1"])
+        _, ids = indexer.store.search(first.vectors[:1], 5)
+        assert 0 not in ids  # removed, or hidden where the index cannot remove (HNSW)
         scores, ids = indexer.store.search(first.vectors[2:3], 1)
         assert ids[0, 0] == 2 or factory == "IVF4,PQ4x4"  # PQ: approximate scores
     with IndexStore.open(path) as store:
