@@ -363,8 +363,12 @@ class IndexStore:
                 self._train()
 
     def snapshot_due(self) -> bool:
-        """Whether enough has changed since the last snapshot to write one (bounds replay on open)."""
-        return self._backlog >= max(10_000, self.vectors.ntotal // 10)
+        """Whether enough changed since the last snapshot to write one.
+
+        The threshold grows with the index, so snapshots during a bulk build cost about twice the
+        final file size in writes, while replay on open stays under half of the vectors.
+        """
+        return self._backlog >= max(50_000, self.vectors.ntotal // 2)
 
     def save_snapshot(self) -> None:
         """Write index.faiss atomically, update the manifest's counts, prune the tombstones it covers."""
