@@ -9,10 +9,11 @@ an `IndexIDMap2` around them would map ids wrongly after a removal), all others 
     100k .. < 2M    IVF{4*sqrt(n)},Flat           exact vectors, coarse partition (nprobe probes)
     >= 2M           OPQ{m},IVF{4*sqrt(n)},PQ{m}   compressed to m bytes per vector
 
-IVF/PQ factories need training: until enough vectors exist (39 per centroid of the IVF lists and PQ codebooks)
-the vectors are held in an exact flat index, then the real one is trained on a sample.
-Index types that cannot remove ids in place (HNSW) hide deleted ids with an `IDSelectorNot`
-until the owner rebuilds them.
+IVF/PQ factories need training: until enough vectors exist (39 per centroid of the IVF lists
+and of the PQ codebooks) the vectors are held in an exact flat index, then the real one is
+trained on a sample. Snapshots open memory-mapped on request, zero-copy for flat codes
+(`IO_FLAG_MMAP_IFC`) and IVF lists (`IO_FLAG_MMAP`). Index types that cannot remove ids in
+place (HNSW) hide deleted ids with an `IDSelectorNot` until the owner rebuilds them.
 """
 
 from __future__ import annotations
@@ -109,8 +110,13 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: Path, factory: str, *, mmap: bool = False) -> "VectorIndex":
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        index = faiss.read_index(str(path), flags)
+        if mmap:  # IO_FLAG_MMAP_IFC maps flat codes (Flat, HNSW storage); IVF lists need IO_FLAG_MMAP alone
+            try:
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError:
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        else:
+            index = faiss.read_index(str(path))
         if not isinstance(index, faiss.IndexIDMap2) and _ivf(index) is None:
             raise RuntimeError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2 or an IVF index")
         return cls(index, factory, mmapped=mmap)
