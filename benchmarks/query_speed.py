@@ -57,7 +57,7 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
 
 def build_scifact(encoder: LLM2VecEncoder, n_docs: int | None) -> Path:
     path = WORK / f"scifact-{n_docs or 'all'}"
-    docs = [{"id": row["_id"], "text": f"{row.get('title', '')}. {row['text']}".strip(". "),
+    docs = [{"id": row["_id"], "text": f"{row.get('title', '')} {row['text']}".strip(),
              "metadata": {"title": row.get("title", "")}}
             for row in read_jsonl(SCIFACT / "corpus.jsonl", n_docs)]
     started = time.perf_counter()
