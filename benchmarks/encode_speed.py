@@ -94,21 +94,24 @@ def rates(n: int, tokens: int, seconds: float, flop_per_token: float, peak: floa
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="64 passages and 300 queries, one timing each")
-    parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 64 quick / 256)")
-    parser.add_argument("--queries", type=int, help="number of short queries (default 300 quick / 1000)")
+    parser.add_argument("--quick", action="store_true", help="32 passages and 200 queries, one timing each")
+    parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 32 quick / 256)")
+    parser.add_argument("--queries", type=int, help="number of short queries (default 200 quick / 1000)")
     parser.add_argument("--bf16-passages", type=int,
-                        help="passages for the bf16 case (default 8 quick / 32): bf16 is slow on CPUs without "
+                        help="passages for the bf16 case (default 4 quick / 32): bf16 is slow on CPUs without "
                              "native bf16 matmul, so it is timed on the first passages only")
     parser.add_argument("--repeats", type=int, help="timings per case, best kept (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/encode_speed[_quick].json)")
     args = parser.parse_args(argv)
-    n_passages = args.passages or (64 if args.quick else 256)
-    n_queries = args.queries or (300 if args.quick else 1000)
+    n_passages = args.passages or (32 if args.quick else 256)
+    n_queries = args.queries or (200 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 2)
-    n_bf16 = args.bf16_passages or (8 if args.quick else 32)
+    n_bf16 = args.bf16_passages or (4 if args.quick else 32)
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()
+    if load_before[0] > (os.cpu_count() or 1):
+        print(f"WARNING: load average {load_before[0]:.1f} > {os.cpu_count()} cores: other processes share the CPU, "
+              f"so {THREADS}-thread timings (and the ratios, taken minutes apart) are unreliable")
 
     peak = matmul_peak(torch.float32)
     peak_bf16 = matmul_peak(torch.bfloat16, n=256, seconds=2.0)

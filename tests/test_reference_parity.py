@@ -3,8 +3,8 @@
 Needs the reference venv (`make reference-venv`, or `$L2V_REFERENCE_PYTHON`); skipped without
 it. To stay fast it runs the quick parity of benchmarks/reference_parity.py on the two tiny
 models that differ in what matters (llama adds a BOS, qwen2 does not) plus a LoRA adapter:
-every pooling, both attentions, batch sizes 1 and 32 (about 20 s on 2 cores). The mistral and
-gemma models are covered by `benchmarks/reference_parity.py --quick`.
+every pooling, both attentions, batch sizes 1 and 32, on 1 thread (about half a minute).
+The mistral and gemma models are covered by `benchmarks/reference_parity.py --quick`.
 """
 
 from __future__ import annotations
