@@ -153,3 +153,14 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="could not fetch 'some-org/some-model'.*embedded model"):
         LLM2VecEncoder.from_pretrained("some-org/some-model")
+
+
+def test_fingerprint_tells_different_weights_apart(tiny_model_factory, tmp_path):
+    from tiny_models import build_model_dir
+
+    same_config_other_weights = build_model_dir(tmp_path / "other", "llama", seed=7)
+    first = LLM2VecEncoder.from_pretrained(tiny_model_factory("llama"))
+    second = LLM2VecEncoder.from_pretrained(same_config_other_weights)
+    assert first.fingerprint() != second.fingerprint()
+    assert first.fingerprint() == LLM2VecEncoder.from_pretrained(tiny_model_factory("llama")).fingerprint()
+    assert first.fingerprint() != LLM2VecEncoder.from_pretrained(tiny_model_factory("llama"), pooling="weighted_mean").fingerprint()

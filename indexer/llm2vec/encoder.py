@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +24,9 @@ from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_ada
 from .attention import is_bidirectional, set_bidirectional
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
+from .hardware import fast_bf16
 from .pooling import pool
-from .sources import ResolvedModel, file_sha256, resolve_model
+from .sources import resolve_model
 from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
 
 TextInput = str | Sequence[str] | Sequence[Sequence[str]]
@@ -175,7 +178,8 @@ class LLM2VecEncoder:
             load_kwargs["attn_implementation"] = attn_implementation
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-            hf_model = AutoModel.from_pretrained(location, **load_kwargs)
+            with _quiet_weight_loading():
+                hf_model = AutoModel.from_pretrained(location, **load_kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load model {resolved.source!r}: {exc}") from exc
         if bidirectional or is_bidirectional(hf_model):
@@ -183,9 +187,12 @@ class LLM2VecEncoder:
         hf_model = apply_adapters(hf_model, adapters, merge_last=merge_adapters)
         target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         hf_model.to(target)
+        if torch_dtype == torch.bfloat16 and not fast_bf16(target):
+            warnings.warn(f"bfloat16 on {target.type} without native bf16 support (AVX512-BF16/AMX) is much "
+                          "slower than float32 here; use the default float32", RuntimeWarning, stacklevel=2)
         provenance = {
             "model": resolved.source,
-            "model_sha256": resolved.sha256 or _config_sha256(location),
+            "model_sha256": resolved.sha256 or _weights_fingerprint(location),
             "adapters": [{"path": a, "sha256": adapter_sha256(a)} for a in adapters],
             "bidirectional": bidirectional,
         }
@@ -305,12 +312,39 @@ class LLM2VecEncoder:
         return result.numpy()
 
 
+@contextmanager
+def _quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' per-load "Loading weights" bar (a local load takes a second or two)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _has_weights(directory: str) -> bool:
     return any(Path(directory).glob("*.safetensors")) and not all(
         p.name.startswith("adapter_") for p in Path(directory).glob("*.safetensors")
     )
 
 
-def _config_sha256(location: str) -> str | None:
-    path = Path(location) / "config.json"
-    return file_sha256(path) if path.is_file() else None
+def _weights_fingerprint(location: str) -> str:
+    """A cheap content fingerprint of a model directory: config.json, then each weight file's
+    name, size and first and last MiB (hashing whole multi-GB files on every load is too slow)."""
+    digest = hashlib.sha256()
+    directory = Path(location)
+    config = directory / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()

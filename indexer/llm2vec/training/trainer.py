@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import LLM2VecConfig
+from ..hardware import fast_bf16
 from ..sources import file_sha256
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -25,17 +26,7 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     """bf16 autocast when asked, or on "auto" where the hardware runs bf16 matmuls natively."""
     if setting != "auto":
         return setting == "true"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and _cpu_has_bf16()
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return fast_bf16(device)
 
 
 def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
