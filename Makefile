@@ -28,7 +28,8 @@ demo: setup
 	$(L2V) index build demo-index examples/sample_corpus.jsonl
 	$(L2V) search demo-index "How do plants turn sunlight into energy?" -k 3
 
-test: setup
+# The reference venv lets the parity test compare against llm2vec 0.2.3 (it skips without it).
+test: setup reference-venv
 	$(PY) -m pytest -q
 
 $(REF_VENV)/.ready:
