@@ -36,7 +36,7 @@ from _reference import ROOT, prepare_model_dir, row_cosines, run_reference, writ
 
 from indexer.llm2vec import LLM2VecEncoder, resolve_model  # noqa: E402
 
-SCIFACT = Path("/work/shared/data/scifact")
+SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 BATCH_SIZE = 32
@@ -93,7 +93,10 @@ def rates(n: int, tokens: int, seconds: float, flop_per_token: float, peak: floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SCIFACT,
+                        help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="32 passages and 200 queries, one timing each")
     parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 32 quick / 256)")
     parser.add_argument("--queries", type=int, help="number of short queries (default 200 quick / 1000)")
@@ -103,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timings per case, best kept (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/encode_speed[_quick].json)")
     args = parser.parse_args(argv)
+    SCIFACT = args.data
     n_passages = args.passages or (32 if args.quick else 256)
     n_queries = args.queries or (200 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 2)

@@ -34,7 +34,7 @@ from indexer.documents import Document  # noqa: E402
 from indexer.faiss_index import VectorIndex  # noqa: E402
 
 DIM = 576
-SCIFACT = Path("/work/shared/data/scifact/corpus.jsonl")
+SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -191,10 +191,14 @@ def bench_ann(n: int, n_queries: int, rng: np.random.Generator) -> dict[str, Any
 
 
 def main() -> None:
+    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=SCIFACT,
+                        help="BEIR corpus.jsonl with real passages [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 cores")
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args()
+    SCIFACT = args.corpus
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"quick": args.quick, "dim": DIM}
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ from indexer import Document, EncodedBatch, Indexer, IndexStore, LLM2VecEncoder 
 from indexer.chunking import Chunk  # noqa: E402
 from retriever import Retriever  # noqa: E402
 
-SCIFACT = Path("/work/shared/data/scifact")
+SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "smollm2-135m"
@@ -130,11 +130,15 @@ def measure(retriever: Retriever, queries: list[str], batch_size: int) -> dict[s
 
 
 def main() -> None:
+    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SCIFACT,
+                        help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="200 SciFact docs, 100k synthetic vectors, 100 queries")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    SCIFACT = args.data
     torch.set_num_threads(args.threads)
     n_docs, n_synthetic, n_queries = (200, 100_000, 100) if args.quick else (None, 1_000_000, 300)
     WORK.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ from _reference import (  # noqa: E402
 THRESHOLD = 0.9999
 POOLINGS = ("mean", "weighted_mean", "last_token")
 BATCH_SIZES = (1, 32)
-SCIFACT = Path("/work/shared/data/scifact/corpus.jsonl")
+SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 
 INSTRUCTION = "Retrieve a passage:"
@@ -384,12 +384,16 @@ def run_parity(quick: bool, workdir: Path, archs: Sequence[str] = ("llama", "qwe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=SCIFACT,
+                        help="BEIR corpus.jsonl with real passages [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="tiny random models only (< 2 minutes)")
     parser.add_argument("--scifact", type=int, help="real scifact passages among the inputs (default 4 quick / 12)")
     parser.add_argument("--threads", type=int, help="torch threads on both sides (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/reference_parity[_quick].json)")
     args = parser.parse_args(argv)
+    SCIFACT = args.corpus
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="l2v-parity-") as tmp:
         outcome = run_parity(args.quick, Path(tmp), scifact=args.scifact, threads=args.threads)
