@@ -36,7 +36,7 @@ from _reference import ROOT, prepare_model_dir, row_cosines, run_reference, writ
 
 from indexer.llm2vec import LLM2VecEncoder, resolve_model  # noqa: E402
 
-SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 BATCH_SIZE = 32
@@ -93,9 +93,8 @@ def rates(n: int, tokens: int, seconds: float, flop_per_token: float, peak: floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SCIFACT,
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="32 passages and 200 queries, one timing each")
     parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 32 quick / 256)")
@@ -106,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timings per case, best kept (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/encode_speed[_quick].json)")
     args = parser.parse_args(argv)
-    SCIFACT = args.data
     n_passages = args.passages or (32 if args.quick else 256)
     n_queries = args.queries or (200 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 2)
@@ -126,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenizer = ours.tokenizer
     non_embedding = sum(p.numel() for n, p in ours.model.named_parameters() if "embed_tokens" not in n)
     flop_per_token = 2.0 * non_embedding
-    passages = select_by_tokens(load_texts(SCIFACT / "corpus.jsonl", title=True), tokenizer, 170, 230, n_passages)
-    queries = select_by_tokens(load_texts(SCIFACT / "queries.jsonl"), tokenizer, 5, 20, n_queries)
+    passages = select_by_tokens(load_texts(args.data / "corpus.jsonl", title=True), tokenizer, 170, 230, n_passages)
+    queries = select_by_tokens(load_texts(args.data / "queries.jsonl"), tokenizer, 5, 20, n_queries)
     inputs = {"passages": passages, "queries": queries}
     tokens = {name: sum(len(item.input_ids) for item in ours.tokenize(texts)) for name, texts in inputs.items()}
     tokens["passages_bf16"] = sum(len(item.input_ids) for item in ours.tokenize(passages[:n_bf16]))

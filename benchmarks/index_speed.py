@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer import EncodedBatch, Indexer, IndexStore, LLM2VecEncoder  # noqa: E402
+from indexer import EncodedBatch, Indexer, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
 from indexer.documents import Document  # noqa: E402
 from indexer.faiss_index import VectorIndex  # noqa: E402
 
 DIM = 576
-SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -74,8 +74,8 @@ class StubEncoder:
         return "synthetic"
 
 
-def bench_build(encoder: LLM2VecEncoder, n_docs: int, work: Path) -> dict[str, Any]:
-    rows = [json.loads(line) for line in itertools.islice(SCIFACT.open(), n_docs)]
+def bench_build(encoder: LLM2VecEncoder, corpus: Path, n_docs: int, work: Path) -> dict[str, Any]:
+    rows = [json.loads(line) for line in itertools.islice(corpus.open(), n_docs)]
     docs = [{"id": r["_id"], "text": f"{r['title']}\n\n{r['text']}"} for r in rows]
     started = time.perf_counter()
     with Indexer(work / "build", encoder) as indexer:
@@ -103,7 +103,6 @@ def open_in_subprocess(open_code: str, search_code: str, setup: str = "pass") ->
 def bench_storage(n: int, work: Path, tokenizer: Any, rng: np.random.Generator) -> dict[str, Any]:
     from langchain_community.docstore.in_memory import InMemoryDocstore
     from langchain_community.vectorstores import FAISS
-    from langchain_core.documents import Document as LCDocument
     from langchain_core.embeddings import Embeddings
 
     class Fixed(Embeddings):
@@ -191,20 +190,18 @@ def bench_ann(n: int, n_queries: int, rng: np.random.Generator) -> dict[str, Any
 
 
 def main() -> None:
-    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=SCIFACT,
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                         help="BEIR corpus.jsonl with real passages [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 cores")
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args()
-    SCIFACT = args.corpus
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"quick": args.quick, "dim": DIM}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         encoder = LLM2VecEncoder.from_pretrained(args.model)
-        results["build"] = bench_build(encoder, 12 if args.quick else 200, work)
+        results["build"] = bench_build(encoder, args.corpus, 12 if args.quick else 200, work)
         print(json.dumps(results["build"]), flush=True)
         results["storage"] = [bench_storage(n, work, encoder.tokenizer, rng)
                               for n in ((100_000,) if args.quick else (100_000, 1_000_000))]

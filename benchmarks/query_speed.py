@@ -36,7 +36,7 @@ from indexer import Document, EncodedBatch, Indexer, IndexStore, LLM2VecEncoder 
 from indexer.chunking import Chunk  # noqa: E402
 from retriever import Retriever  # noqa: E402
 
-SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "smollm2-135m"
@@ -55,11 +55,11 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def build_scifact(encoder: LLM2VecEncoder, n_docs: int | None) -> Path:
+def build_scifact(encoder: LLM2VecEncoder, data: Path, n_docs: int | None) -> Path:
     path = WORK / f"scifact-{n_docs or 'all'}"
     docs = [{"id": row["_id"], "text": f"{row.get('title', '')} {row['text']}".strip(),
              "metadata": {"title": row.get("title", "")}}
-            for row in read_jsonl(SCIFACT / "corpus.jsonl", n_docs)]
+            for row in read_jsonl(data / "corpus.jsonl", n_docs)]
     started = time.perf_counter()
     with Indexer(path, encoder, default_task=TASK) as indexer:  # resumes: committed documents are skipped
         stats = indexer.add_documents(docs)
@@ -130,21 +130,19 @@ def measure(retriever: Retriever, queries: list[str], batch_size: int) -> dict[s
 
 
 def main() -> None:
-    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SCIFACT,
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="200 SciFact docs, 100k synthetic vectors, 100 queries")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    SCIFACT = args.data
     torch.set_num_threads(args.threads)
     n_docs, n_synthetic, n_queries = (200, 100_000, 100) if args.quick else (None, 1_000_000, 300)
     WORK.mkdir(parents=True, exist_ok=True)
 
     encoder = LLM2VecEncoder.from_pretrained(MODEL)
-    queries = [row["text"] for row in read_jsonl(SCIFACT / "queries.jsonl", n_queries)]
+    queries = [row["text"] for row in read_jsonl(args.data / "queries.jsonl", n_queries)]
     results: dict[str, Any] = {
         "benchmark": "query_speed",
         "quick": args.quick,
@@ -156,7 +154,7 @@ def main() -> None:
         "target": f"end-to-end p50 <= {TARGET_RATIO}x bare query encoding p50",
         "indexes": {},
     }
-    indexes = {"scifact": build_scifact(encoder, n_docs), "synthetic": build_synthetic(encoder, n_synthetic)}
+    indexes = {"scifact": build_scifact(encoder, args.data, n_docs), "synthetic": build_synthetic(encoder, n_synthetic)}
     for name, path in indexes.items():
         with Retriever.open(path, encoder, batch_size=args.batch_size) as retriever:
             results["indexes"][name] = measure(retriever, queries, args.batch_size)

@@ -62,7 +62,7 @@ from _reference import (  # noqa: E402
 THRESHOLD = 0.9999
 POOLINGS = ("mean", "weighted_mean", "last_token")
 BATCH_SIZES = (1, 32)
-SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 
 INSTRUCTION = "Retrieve a passage:"
@@ -127,10 +127,10 @@ class CaseResult:
         return not self.asserted or self.min_cosine >= THRESHOLD
 
 
-def scifact_passages(n: int) -> list[str]:
+def scifact_passages(corpus: Path, n: int) -> list[str]:
     """`n` real passages (title + text); the long ones exceed every max_length used here."""
     out = []
-    with SCIFACT.open(encoding="utf-8") as handle:
+    with corpus.open(encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             out.append(f"{row['title']} {row['text']}".strip())
@@ -139,7 +139,7 @@ def scifact_passages(n: int) -> list[str]:
     return out
 
 
-def input_sets(scifact: int) -> list[tuple[str, str]]:
+def input_sets(scifact: int, corpus: Path = DEFAULT_CORPUS) -> list[tuple[str, str]]:
     """(kind, text) for every input; "long" texts exceed max_length tokens."""
     items = [(kind, text) for kind, texts in TEXTS.items() for text in texts]
     long_texts = [
@@ -147,7 +147,7 @@ def input_sets(scifact: int) -> list[tuple[str, str]]:
         "Héllo wörld — ünïcode façade, 東京, Москва. " * 20,
         "def f(x):\n    return [i * x for i in range(10)]  # code\n" * 12,
     ]
-    long_texts += scifact_passages(scifact) if SCIFACT.is_file() else []
+    long_texts += scifact_passages(corpus, scifact) if corpus.is_file() else []
     items += [("long", text) for text in long_texts]
     return items
 
@@ -233,7 +233,8 @@ def reference_mask_gap(tokenizer: Any, case: ModelCase, instruction: str, text: 
     return ours != alone, abs(alone - ours)
 
 
-def compare(cases: list[ModelCase], workdir: Path, scifact: int, threads: int = 2) -> dict[str, Any]:
+def compare(cases: list[ModelCase], workdir: Path, scifact: int, threads: int = 2,
+            corpus: Path = DEFAULT_CORPUS) -> dict[str, Any]:
     """Encode everything with the reference (one subprocess) and with ours; min cosines per case."""
     import torch
     from transformers import AutoTokenizer
@@ -241,7 +242,7 @@ def compare(cases: list[ModelCase], workdir: Path, scifact: int, threads: int = 
     from indexer.llm2vec import LLM2VecEncoder
 
     torch.set_num_threads(threads)
-    items = input_sets(scifact)
+    items = input_sets(scifact, corpus)
     kinds = [kind for kind, _ in items]
     texts = [text for _, text in items]
     groups_of: dict[str, dict[str, list[tuple[str | None, str]]]] = {}
@@ -374,29 +375,29 @@ def kind_table(results: list[CaseResult]) -> str:
 
 
 def run_parity(quick: bool, workdir: Path, archs: Sequence[str] = ("llama", "qwen2", "mistral", "gemma"),
-               scifact: int | None = None, threads: int | None = None) -> dict[str, Any]:
+               scifact: int | None = None, threads: int | None = None,
+               corpus: Path = DEFAULT_CORPUS) -> dict[str, Any]:
     """Build the models and compare; tiny models run on 1 thread (more would only contend)."""
     cases = build_tiny_models(workdir, archs)
     if not quick:
         cases.append(smollm2_case(workdir))
     return compare(cases, workdir, scifact if scifact is not None else (4 if quick else 12),
-                   threads=threads or (1 if quick else 2))
+                   threads=threads or (1 if quick else 2), corpus=corpus)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global SCIFACT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=SCIFACT,
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                         help="BEIR corpus.jsonl with real passages [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="tiny random models only (< 2 minutes)")
     parser.add_argument("--scifact", type=int, help="real scifact passages among the inputs (default 4 quick / 12)")
     parser.add_argument("--threads", type=int, help="torch threads on both sides (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/reference_parity[_quick].json)")
     args = parser.parse_args(argv)
-    SCIFACT = args.corpus
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="l2v-parity-") as tmp:
-        outcome = run_parity(args.quick, Path(tmp), scifact=args.scifact, threads=args.threads)
+        outcome = run_parity(args.quick, Path(tmp), scifact=args.scifact, threads=args.threads,
+                             corpus=args.corpus)
     results: list[CaseResult] = outcome["results"]
     print(table(results))
     print("\nmin cosine by text kind (asserted cases, both batch sizes):\n" + kind_table(results))
