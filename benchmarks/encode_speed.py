@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/encode_speed.py --quick   # a few minutes
     .venv/bin/python benchmarks/encode_speed.py           # more passages and 1,000 queries
+    .venv/bin/python benchmarks/encode_speed.py --smoke   # a handful of texts: checks it runs
 
 SmolLM2-135M (bidirectional, mean pooling, max_length 512 / doc_max_length 400), batch size 32,
 2 torch threads on both sides; the reference runs in its own venv (benchmarks/_reference.py).
@@ -10,7 +11,8 @@ Cases: (a) ~200-token scifact passages, fp32; (b) short scifact queries (5-20 to
 per-row cosine of our bf16 rows to our fp32 rows. Reported: passages/s, tokens/s (tokens fed
 to the model, special tokens included, padding excluded), achieved GFLOP/s = 2 x non-embedding
 parameters x tokens / s, its share of this machine's measured fp32 matmul peak (2 threads), and
-our/reference ratios. Results go to benchmarks/results/encode_speed[_quick].json.
+our/reference ratios. Results go to benchmarks/results/encode_speed[_quick].json
+(--smoke: benchmarks/.work/smoke/, never mistaken for a measurement).
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,12 +32,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _reference import ROOT, prepare_model_dir, row_cosines, run_reference, write_inputs  # noqa: E402
+from _common import DEFAULT_DATA, RESULTS, machine_info, write_result  # noqa: E402
+from _reference import prepare_model_dir, row_cosines, run_reference, write_inputs  # noqa: E402
 
 from indexer.llm2vec import LLM2VecEncoder, resolve_model  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
-RESULTS = ROOT / "benchmarks" / "results"
+SMOKE = RESULTS.parent / ".work" / "smoke"
 THREADS = 2
 BATCH_SIZE = 32
 TARGETS = {"passages_fp32": 1.1, "queries_fp32": 2.0, "passages_bf16": 2.0}
@@ -94,9 +94,11 @@ def rates(n: int, tokens: int, seconds: float, flop_per_token: float, peak: floa
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "scifact",
                         help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="32 passages and 200 queries, one timing each")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2 passages, 4 queries, 1 bf16 passage: checks the script runs; its numbers mean nothing")
     parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 32 quick / 256)")
     parser.add_argument("--queries", type=int, help="number of short queries (default 200 quick / 1000)")
     parser.add_argument("--bf16-passages", type=int,
@@ -105,10 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timings per case, best kept (default 1 quick / 2)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/encode_speed[_quick].json)")
     args = parser.parse_args(argv)
-    n_passages = args.passages or (32 if args.quick else 256)
-    n_queries = args.queries or (200 if args.quick else 1000)
-    repeats = args.repeats or (1 if args.quick else 2)
-    n_bf16 = args.bf16_passages or (4 if args.quick else 32)
+    n_passages = args.passages or (2 if args.smoke else 32 if args.quick else 256)
+    n_queries = args.queries or (4 if args.smoke else 200 if args.quick else 1000)
+    repeats = args.repeats or (1 if args.quick or args.smoke else 2)
+    n_bf16 = args.bf16_passages or (1 if args.smoke else 4 if args.quick else 32)
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()
     if load_before[0] > (os.cpu_count() or 1):
@@ -189,21 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"| {case} | {side} | {r['passages_per_s']} | {r['tokens_per_s']} | {r['gflops']} | "
                   f"{r['pct_of_fp32_peak']} | {extra} | {cos} |")
 
-    output = args.output or RESULTS / f"encode_speed{'_quick' if args.quick else ''}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "torch": torch.__version__, "threads": THREADS,
-                    "fp32_matmul_peak_gflops": round(peak, 1), "bf16_matmul_peak_gflops": round(peak_bf16, 1),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+    output = args.output or (SMOKE / "encode_speed.json" if args.smoke else
+                             RESULTS / f"encode_speed{'_quick' if args.quick else ''}.json")
+    written = write_result("encode_speed", {
+        # the standard machine header (load average at the end), plus what this benchmark measured of the CPU
+        "machine": {**machine_info(), "fp32_matmul_peak_gflops": round(peak, 1),
+                    "bf16_matmul_peak_gflops": round(peak_bf16, 1), "load_average_before": list(load_before)},
         "model": {"name": "smollm2-135m", "non_embedding_params": non_embedding, "pooling": "mean",
                   "bidirectional": True, "max_length": 512, "doc_max_length": 400},
-        "quick": args.quick, "repeats": repeats, "reference_load_s": round(report["jobs"][0]["load_s"], 2),
-        "cases": cases,
-    }, indent=2) + "\n")
-    print(f"wrote {output}")
+        "quick": args.quick, "smoke": args.smoke, "repeats": repeats,
+        "reference_load_s": round(report["jobs"][0]["load_s"], 2), "cases": cases,
+    }, output)
+    print(f"wrote {written}")
     return 0
 
 

@@ -5,9 +5,15 @@ same run. Storage-side sections use synthetic unit vectors (dim 576, SmolLM2-135
 measure the index, not the encoder; the build section uses the real encoder on SciFact.
 
     .venv/bin/python benchmarks/index_speed.py --quick     # a few minutes on 2 cores
-    .venv/bin/python benchmarks/index_speed.py             # 100k and 1M vectors (long, ~3 GB disk)
+    .venv/bin/python benchmarks/index_speed.py             # 10k, 100k and 1M vectors (hours, ~9 GB disk)
+    .venv/bin/python benchmarks/index_speed.py --smoke     # tiny sizes, no model: checks it runs
 
-Results: benchmarks/results/index_speed[-quick].json
+Sections: build (real encoder on SciFact: storage time against encoding time); storage at each of
+`--sizes` vectors (bulk add, add/upsert/delete one, snapshot, open and first search in a fresh
+process with its RSS growth, disk), ours and LangChain's FAISS store, giving the scaling curves;
+ANN: recall@10 against exact search and ms/query for Flat, HNSW32 and IVF-PQ at their defaults,
+plus a sweep of HNSW efSearch and IVF nprobe (the recall/latency curves).
+Results: benchmarks/results/index_speed[-quick].json (--smoke: benchmarks/.work/smoke/).
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from typing import Any, Callable
 import faiss
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import DEFAULT_DATA, RESULTS, write_result  # noqa: E402
 
 from indexer import EncodedBatch, Indexer, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
@@ -34,8 +43,14 @@ from indexer.documents import Document  # noqa: E402
 from indexer.faiss_index import VectorIndex  # noqa: E402
 
 DIM = 576
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
-RESULTS = Path(__file__).parent / "results"
+DEFAULT_CORPUS = DEFAULT_DATA / "scifact" / "corpus.jsonl"
+SMOKE = RESULTS.parent / ".work" / "smoke"
+# (storage sizes, ANN vectors, ANN queries, build docs) per mode; build docs 0 skips the model
+SIZES = {"full": ((10_000, 100_000, 1_000_000), 1_000_000, 1000, 200),
+         "quick": ((10_000, 100_000), 20_000, 100, 12),
+         "smoke": ((2_000,), 2_000, 20, 0)}
+# search-time knob swept per index family, and its values (IVF values above nlist are dropped)
+SWEEPS = {"HNSW": ("ef_search", (16, 32, 64, 128, 256)), "IVF": ("nprobe", (1, 2, 4, 8, 16, 32, 64, 128))}
 
 
 def unit(rng: np.random.Generator, n: int, centers: np.ndarray | None = None) -> np.ndarray:
@@ -154,6 +169,34 @@ def bench_storage(n: int, work: Path, tokenizer: Any, rng: np.random.Generator) 
     return {"vectors": n, "ours": ours, "langchain_faiss": lc}
 
 
+def timed_search(index: VectorIndex, queries: np.ndarray, truth: np.ndarray | None) -> tuple[dict[str, float], np.ndarray]:
+    """ms/query of one batched top-10 search (after a one-query warm-up), and recall@10 against `truth`."""
+    index.search(queries[:1], 10)
+    started = time.perf_counter()
+    _, found = index.search(queries, 10)
+    latency = (time.perf_counter() - started) / len(queries)
+    reference = found if truth is None else truth
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, reference)])
+    return {"recall_at_10": float(recall), "ms_per_query": 1000 * latency}, found
+
+
+def sweep(index: VectorIndex, factory: str, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
+    """Recall/latency at each value of the family's search knob; the index keeps its default after."""
+    family = next((f for f in SWEEPS if factory.startswith(f)), None)
+    if family is None:
+        return []
+    knob, values = SWEEPS[family]
+    if knob == "nprobe":
+        values = tuple(v for v in values if v <= faiss.extract_index_ivf(index.index).nlist)
+    default = getattr(index, knob)
+    points = []
+    for value in values:
+        setattr(index, knob, value)
+        points.append({"param": knob, "value": value, **timed_search(index, queries, truth)[0]})
+    setattr(index, knob, default)
+    return points
+
+
 def bench_ann(n: int, n_queries: int, rng: np.random.Generator) -> dict[str, Any]:
     centers = unit(rng, 256)
     data, queries = unit(rng, n, centers), unit(rng, n_queries, centers)
@@ -169,13 +212,10 @@ def bench_ann(n: int, n_queries: int, rng: np.random.Generator) -> dict[str, Any
         else:
             index.add(ids, data)
         build = time.perf_counter() - started
-        started = time.perf_counter()
-        _, found = index.search(queries, 10)
-        latency = (time.perf_counter() - started) / n_queries
-        if truth is None:
-            truth = found
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
-        out[factory] = {"recall_at_10": float(recall), "ms_per_query": 1000 * latency, "build_s": build}
+        point, found = timed_search(index, queries, truth)
+        truth = found if truth is None else truth
+        out[factory] = {**point, "build_s": build, "default": {"nprobe": index.nprobe, "ef_search": index.ef_search},
+                        "sweep": sweep(index, factory, queries, truth)}
     from langchain_community.vectorstores import FAISS
     from langchain_core.embeddings import FakeEmbeddings
 
@@ -189,29 +229,41 @@ def bench_ann(n: int, n_queries: int, rng: np.random.Generator) -> dict[str, Any
     return {"vectors": n, "queries": n_queries, "by_factory": out}
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                         help="BEIR corpus.jsonl with real passages [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 cores")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and no build section (no model load)")
+    parser.add_argument("--sizes", type=parse_sizes,
+                        help="comma-separated vector counts for the storage scaling curve "
+                             "(default 10000,100000 quick / 10000,100000,1000000)")
+    parser.add_argument("--ann-vectors", type=int, help="vectors in the ANN section (default 20000 quick / 1000000)")
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/index_speed[-quick].json)")
     args = parser.parse_args()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sizes, ann_vectors, ann_queries, build_docs = SIZES[mode]
     rng = np.random.default_rng(0)
-    results: dict[str, Any] = {"quick": args.quick, "dim": DIM}
+    results: dict[str, Any] = {"quick": args.quick, "smoke": args.smoke, "dim": DIM}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        encoder = LLM2VecEncoder.from_pretrained(args.model)
-        results["build"] = bench_build(encoder, args.corpus, 12 if args.quick else 200, work)
-        print(json.dumps(results["build"]), flush=True)
-        results["storage"] = [bench_storage(n, work, encoder.tokenizer, rng)
-                              for n in ((100_000,) if args.quick else (100_000, 1_000_000))]
+        tokenizer = None  # synthetic documents are committed as single chunks: nothing to tokenize
+        if build_docs:
+            encoder = LLM2VecEncoder.from_pretrained(args.model)
+            tokenizer = encoder.tokenizer
+            results["build"] = bench_build(encoder, args.corpus, build_docs, work)
+            print(json.dumps(results["build"]), flush=True)
+        results["storage"] = [bench_storage(n, work, tokenizer, rng) for n in args.sizes or sizes]
         print(json.dumps(results["storage"]), flush=True)
-        results["ann"] = bench_ann(20_000 if args.quick else 1_000_000, 100 if args.quick else 1000, rng)
+        results["ann"] = bench_ann(args.ann_vectors or ann_vectors, ann_queries, rng)
         print(json.dumps(results["ann"]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"index_speed{'-quick' if args.quick else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    default = SMOKE / "index_speed.json" if args.smoke else RESULTS / f"index_speed{'-quick' if args.quick else ''}.json"
+    print(f"wrote {write_result('index_speed', results, args.output or default)}")
 
 
 if __name__ == "__main__":

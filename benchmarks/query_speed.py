@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/query_speed.py --quick   # 200 SciFact docs, 100k synthetic vectors
     .venv/bin/python benchmarks/query_speed.py           # the whole corpus, 1M synthetic vectors
+    .venv/bin/python benchmarks/query_speed.py --smoke   # 10 docs, 2k vectors, 5 queries: checks it runs
 
 Indexes (built once under benchmarks/.work/ and reused):
   * scifact: SciFact abstracts encoded by SmolLM2-135M (the default encoder), Flat.
@@ -11,34 +12,35 @@ Queries are SciFact claims with the scifact task instruction, k=10, one at a tim
 bare query encoding (`encoder.encode`), `search_by_vector` with that vector (FAISS + hydration only)
 and the whole `search` are timed back to back. Reported: p50/p99 of each, the encoding's share of
 the end-to-end time, and queries/s of `search_batch`.
-Target: end-to-end p50 <= 2x the bare encoding p50. Results: benchmarks/results/query_speed[_quick].json.
+Target: end-to-end p50 <= 2x the bare encoding p50. Results: benchmarks/results/query_speed[_quick].json
+(--smoke: results and indexes under benchmarks/.work/smoke/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import DEFAULT_DATA, RESULTS, write_result  # noqa: E402
 
 from indexer import Document, EncodedBatch, Indexer, IndexStore, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
 from retriever import Retriever  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"
-WORK = ROOT / "benchmarks" / ".work"
-RESULTS = ROOT / "benchmarks" / "results"
+WORK = RESULTS.parent / ".work"
+SMOKE = WORK / "smoke"
+# (SciFact docs (None: all), synthetic vectors, queries) per mode
+SIZES = {"full": (None, 1_000_000, 300), "quick": (200, 100_000, 100), "smoke": (10, 2_000, 5)}
 MODEL = "smollm2-135m"
 TASK = "scifact"
 K = 10
@@ -55,8 +57,8 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def build_scifact(encoder: LLM2VecEncoder, data: Path, n_docs: int | None) -> Path:
-    path = WORK / f"scifact-{n_docs or 'all'}"
+def build_scifact(encoder: LLM2VecEncoder, data: Path, n_docs: int | None, work: Path) -> Path:
+    path = work / f"scifact-{n_docs or 'all'}"
     docs = [{"id": row["_id"], "text": f"{row.get('title', '')} {row['text']}".strip(),
              "metadata": {"title": row.get("title", "")}}
             for row in read_jsonl(data / "corpus.jsonl", n_docs)]
@@ -67,8 +69,8 @@ def build_scifact(encoder: LLM2VecEncoder, data: Path, n_docs: int | None) -> Pa
     return path
 
 
-def build_synthetic(encoder: LLM2VecEncoder, n_vectors: int, batch: int = 20_000) -> Path:
-    path = WORK / f"synthetic-{n_vectors}"
+def build_synthetic(encoder: LLM2VecEncoder, n_vectors: int, work: Path, batch: int = 20_000) -> Path:
+    path = work / f"synthetic-{n_vectors}"
     if (path / "manifest.json").is_file() and len(IndexStore.open(path)) == n_vectors:
         return path
     rng = np.random.default_rng(0)
@@ -131,38 +133,37 @@ def measure(retriever: Retriever, queries: list[str], batch_size: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "scifact",
                         help="BEIR-layout SciFact directory (corpus.jsonl, queries.jsonl) [default: %(default)s]")
     parser.add_argument("--quick", action="store_true", help="200 SciFact docs, 100k synthetic vectors, 100 queries")
+    parser.add_argument("--smoke", action="store_true", help="10 SciFact docs, 2k synthetic vectors, 5 queries")
+    parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/query_speed[_quick].json)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    n_docs, n_synthetic, n_queries = (200, 100_000, 100) if args.quick else (None, 1_000_000, 300)
-    WORK.mkdir(parents=True, exist_ok=True)
+    n_docs, n_synthetic, n_queries = SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    work = SMOKE if args.smoke else WORK
+    work.mkdir(parents=True, exist_ok=True)
 
     encoder = LLM2VecEncoder.from_pretrained(MODEL)
     queries = [row["text"] for row in read_jsonl(args.data / "queries.jsonl", n_queries)]
     results: dict[str, Any] = {
-        "benchmark": "query_speed",
         "quick": args.quick,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "smoke": args.smoke,
         "encoder": repr(encoder),
         "task": TASK,
         "target": f"end-to-end p50 <= {TARGET_RATIO}x bare query encoding p50",
         "indexes": {},
     }
-    indexes = {"scifact": build_scifact(encoder, args.data, n_docs), "synthetic": build_synthetic(encoder, n_synthetic)}
+    indexes = {"scifact": build_scifact(encoder, args.data, n_docs, work),
+               "synthetic": build_synthetic(encoder, n_synthetic, work)}
     for name, path in indexes.items():
         with Retriever.open(path, encoder, batch_size=args.batch_size) as retriever:
             results["indexes"][name] = measure(retriever, queries, args.batch_size)
         print(name, json.dumps(results["indexes"][name]), file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"query_speed{'_quick' if args.quick else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    default = SMOKE / "query_speed.json" if args.smoke else RESULTS / f"query_speed{'_quick' if args.quick else ''}.json"
+    print(f"wrote {write_result('query_speed', results, args.output or default)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""Shared by the benchmarks: where results go, what machine ran them, and how a result is written.
+
+Every result file is one JSON object with at least `benchmark`, `date`, `command` and `machine`,
+so `benchmarks/report.py` can name the command, machine and date under every table and plot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU, thread count, torch version and load average, for the result header."""
+    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                            "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg())}
+    try:
+        import torch
+
+        info.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                    cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return info
+
+
+def files_sha256(*paths: str | Path) -> str:
+    """One SHA-256 over the bytes of `paths` (in order): identifies the exact data a result used."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_result(name: str, payload: dict[str, Any], output: str | Path | None = None) -> Path:
+    """Write `payload` with the standard header (benchmark, date, command, machine) as JSON."""
+    path = Path(output) if output else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+              "machine": machine_info()}
+    path.write_text(json.dumps({**header, **payload}, indent=2) + "\n", encoding="utf-8")
+    return path
