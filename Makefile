@@ -41,5 +41,32 @@ $(REF_VENV)/.ready:
 
 reference-venv: $(REF_VENV)/.ready
 
+# Benchmarks, then benchmarks/report.py (RESULTS.md + plots). `bench`: the quick suite, under
+# 30 minutes on 2 cores; `bench-full`: full sizes (hours; 1M-vector indexes need ~10 GB disk).
+# DATA holds the BEIR-layout datasets (scifact, cacm, npl).
+DATA ?= ../shared/data
+BENCH_DATASETS ?= scifact cacm npl
+
+.PHONY: bench-full
+
+$(VENV)/.bench-ready: $(VENV)/.ready
+	$(PIP) install -e '.[test,bench]'
+	touch $@
+
+# $(1): the mode flag passed to every benchmark (--quick, or nothing for the full mode)
+define run_benchmarks
+	$(PY) benchmarks/encode_speed.py $(1) --data $(DATA)/scifact
+	$(PY) benchmarks/index_speed.py $(1) --corpus $(DATA)/scifact/corpus.jsonl
+	$(PY) benchmarks/query_speed.py $(1) --data $(DATA)/scifact
+	for dataset in $(BENCH_DATASETS); do $(PY) benchmarks/beir.py --data $(DATA)/$$dataset $(1) || exit 1; done
+	$(PY) benchmarks/report.py
+endef
+
+bench: $(VENV)/.bench-ready reference-venv
+	$(call run_benchmarks,--quick)
+
+bench-full: $(VENV)/.bench-ready reference-venv
+	$(call run_benchmarks,)
+
 clean:
 	rm -rf $(VENV) $(REF_VENV) demo-index
