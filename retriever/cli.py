@@ -22,8 +22,10 @@ def main() -> None:
       l2v index build my-index docs/            # encode documents into FAISS + SQLite
       l2v search my-index "what is LLM2Vec?"    # ranked chunks with scores
 
-    Models: a Hugging Face directory, a hub id, a .gguf file, or an embedded model
-    (smollm2-135m, the default; gemma3-270m). Run `l2v COMMAND --help` for details.
+    Models: a Hugging Face directory, a hub id, a .gguf file, or an embedded model:
+    smollm2-135m (the default, with its shipped LLM2Vec adapters, i.e.
+    smollm2-135m:mntp+supervised; smollm2-135m:mntp+simcse and smollm2-135m:base
+    pick another recipe or none) or gemma3-270m. Run `l2v COMMAND --help` for details.
     """
 
 

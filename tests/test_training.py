@@ -145,3 +145,26 @@ def test_config_rejects_bad_settings(tmp_path):
         TrainConfig.build("mntp", bad, data="x", output_dir="y")
     with pytest.raises(ValueError, match="missing setting"):
         TrainConfig.build("mntp")
+
+
+def test_export_ships_half_size_weights_that_embed_like_the_run(tiny_llama, data, tmp_path):
+    from indexer.llm2vec.training import export_adapter
+
+    run = train(_config("mntp", tiny_llama, data[0], tmp_path / "run", max_steps=2, batch_size=2, max_length=16),
+                show_progress=False)
+    shipped = export_adapter(run, tmp_path / "shipped" / "mntp", base_model="tiny:base")
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "llm2vec_config.json", "train_config.json",
+        "train_log.jsonl", "train_provenance.json"]  # no optimizer checkpoint, no staging leftovers
+    assert {t.dtype for t in load_file(str(shipped / "adapter_model.safetensors")).values()} == {torch.float16}
+    assert json.loads((shipped / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny:base"
+    full = LLM2VecEncoder.from_pretrained(tiny_llama, [run]).encode(CORPUS[:3], normalize=True)
+    half = LLM2VecEncoder.from_pretrained(tiny_llama, [shipped]).encode(CORPUS[:3], normalize=True)
+    assert np.einsum("ij,ij->i", full, half).min() > 0.9999
+
+
+def test_export_refuses_an_unfinished_run(tmp_path):
+    from indexer.llm2vec.training import export_adapter
+
+    with pytest.raises(FileNotFoundError, match="finish the run"):
+        export_adapter(tmp_path, tmp_path / "out")

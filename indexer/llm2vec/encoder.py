@@ -144,6 +144,9 @@ class LLM2VecEncoder:
     ) -> "LLM2VecEncoder":
         """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
 
+        An embedded name brings its shipped adapters ("smollm2-135m" = "smollm2-135m:mntp+supervised";
+        "smollm2-135m:base" has none); `adapters` go on top of those.
+
         Settings left as None come from `llm2vec_config.json` in the last adapter (else the model
         directory), else the defaults: mean pooling, max_length 512, doc_max_length 400.
         Every adapter but the last is merged; the last is merged too unless `merge_adapters=False`.
@@ -161,9 +164,10 @@ class LLM2VecEncoder:
             adapters.insert(0, location)
             resolved = resolve_model(base)
             location = resolved.location
+        recipe = list(resolved.adapters)  # an embedded recipe's shipped adapters go under the user's
         settings = LLM2VecConfig.read(location)
-        if adapters:
-            settings.update(LLM2VecConfig.read(adapters[-1]))
+        if recipe or adapters:
+            settings.update(LLM2VecConfig.read([*recipe, *adapters][-1]))
         overrides = {"pooling_mode": pooling, "max_length": max_length, "doc_max_length": doc_max_length,
                      "skip_instruction": skip_instruction}
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -184,7 +188,7 @@ class LLM2VecEncoder:
             raise ModelLoadError(f"could not load model {resolved.source!r}: {exc}") from exc
         if bidirectional or is_bidirectional(hf_model):
             set_bidirectional(hf_model, bidirectional)
-        hf_model = apply_adapters(hf_model, adapters, merge_last=merge_adapters)
+        hf_model = apply_adapters(hf_model, [*recipe, *adapters], merge_last=merge_adapters)
         target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         hf_model.to(target)
         if torch_dtype == torch.bfloat16 and not fast_bf16(target):
@@ -193,6 +197,7 @@ class LLM2VecEncoder:
         provenance = {
             "model": resolved.source,
             "model_sha256": resolved.sha256 or _weights_fingerprint(location),
+            "model_adapters": [adapter_sha256(a) for a in recipe],
             "adapters": [{"path": a, "sha256": adapter_sha256(a)} for a in adapters],
             "bidirectional": bidirectional,
         }

