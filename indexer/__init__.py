@@ -5,6 +5,8 @@ from .errors import (DocumentError, EncoderMismatchError, IndexerError, IndexFor
                      SourceError)
 from .llm2vec import LLM2VecEncoder
 from .pipeline import EncodedBatch, encode_documents
+from .ray_engine import RayBuildStats, RayOptions, build_with_ray
+from .shards import ShardError
 from .store import IndexStore
 from .writer import AddStats, Indexer, metadata_where
 
@@ -20,7 +22,11 @@ __all__ = [
     "Indexer",
     "IndexerError",
     "LLM2VecEncoder",
+    "RayBuildStats",
+    "RayOptions",
+    "ShardError",
     "SourceError",
+    "build_with_ray",
     "encode_documents",
     "metadata_where",
 ]

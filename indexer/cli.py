@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from .errors import IndexerError
 from .ingest import IngestReport, RecordFields, count_documents, iter_documents
 from .llm2vec import LLM2VecError
 from .loading import DEFAULT_MODEL
+from .ray_engine import RayBuildStats, RayOptions, build_with_ray, count_sources, ray_session
 from .store import IndexStore
 from .writer import AddStats, Indexer
 
@@ -63,6 +65,23 @@ def _ingest(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields) -
         raise _fail(exc) from None
     _summary(indexer, stats, report, time.perf_counter() - started)
     if report.files == 0 or (report.documents == 0 and report.skipped):
+        raise click.ClickException("nothing could be read from the sources (see the skipped list above)")
+
+
+def _ingest_ray(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields, options: RayOptions,
+                max_chars: int) -> None:
+    started = time.perf_counter()
+    try:
+        with logging_redirect_tqdm(), tqdm(total=count_sources(sources, fields) or None, unit="doc",
+                                           desc="indexing on ray", dynamic_ncols=True) as bar:
+            stats: RayBuildStats = build_with_ray(indexer, sources, fields=fields, options=options,
+                                                  max_chars=max_chars, progress=bar.update)
+    except (IndexerError, LLM2VecError) as exc:
+        raise _fail(exc) from None
+    _summary(indexer, stats, IngestReport(files=stats.files, documents=stats.documents), time.perf_counter() - started)
+    click.echo(f"shards: {stats.shards_encoded} encoded, {stats.shards_reused} reused from disk, "
+               f"{stats.shards_skipped} already committed", err=True)
+    if stats.files == 0 or (stats.documents == 0 and stats.skipped):
         raise click.ClickException("nothing could be read from the sources (see the skipped list above)")
 
 
@@ -118,9 +137,25 @@ def index() -> None:
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tokens shared by neighbouring chunks [default: 32].")
 @click.option("--document-instruction", default=None,
               help="Instruction to encode documents with [default: none, as LLM2Vec does].")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: encode in this process; ray: read, chunk and encode on Ray Data workers, commit here "
+                   "(pip install 'llm2vec-retriever[ray]'; also reads .parquet).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="[ray] Cluster to join: auto, HOST:6379 or ray://HOST:10001 [default: $RAY_ADDRESS, else a "
+                   "local Ray instance].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="[ray] Encoder replicas (Ray actors, each loads the model once) [default: 1].")
+@click.option("--num-gpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="[ray] GPUs per replica (0.5 packs two on a GPU) [default: 0, CPU].")
+@click.option("--num-cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="[ray] CPUs (torch threads) per CPU replica [default: 1].")
+@click.option("--shard-docs", type=click.IntRange(min=1), default=None,
+              help="[ray] Documents per embedding shard: the unit of work, commit and resume [default: 256].")
 def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, batch_size: int,
           max_chars: int, model: str | None, adapters: tuple[str, ...], factory: str | None,
-          chunk_tokens: int | None, overlap: int | None, document_instruction: str | None) -> None:
+          chunk_tokens: int | None, overlap: int | None, document_instruction: str | None, engine: str,
+          ray_address: str | None, concurrency: int | None, num_gpus_per_worker: float | None,
+          num_cpus_per_worker: float | None, shard_docs: int | None) -> None:
     """Create INDEX_DIR (or resume / update it) from SOURCE files and directories.
 
     \b
@@ -129,20 +164,40 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
       l2v index build notes-index ~/notes --chunk-tokens 256 --overlap 32
       l2v index build faq faq.csv --text-field question --text-field answer --id-field qid
       l2v index build big corpus.jsonl --factory auto --model ./my-llm2vec -a ./supervised
+      l2v index build big corpus/ --engine ray --ray-address auto --concurrency 8 --num-gpus-per-worker 1
 
     Killed or interrupted? Run the same command again: committed documents are
     kept and skipped, the rest are added. Changed documents are re-encoded.
+    With --engine ray, committed shards are skipped and finished ones reused.
     """
+    ray_settings = {"ray_address": ray_address, "concurrency": concurrency, "num_gpus_per_worker": num_gpus_per_worker,
+                    "num_cpus_per_worker": num_cpus_per_worker, "shard_docs": shard_docs}
+    if engine == "local" and any(v is not None for v in ray_settings.values()):
+        given = ", ".join("--" + k.replace("_", "-") for k, v in ray_settings.items() if v is not None)
+        raise click.UsageError(f"{given} only apply with --engine ray")
     fields = _fields(text_fields, id_fields, metadata_fields)
     expected = count_documents(sources, fields) if factory == "auto" else None
-    try:
-        indexer = Indexer(index_dir, model=model, adapters=adapters, factory=factory, chunk_tokens=chunk_tokens,
-                          overlap=overlap, batch_size=batch_size, document_instruction=document_instruction,
-                          expected_size=expected, max_chars=max_chars)
-    except (IndexerError, LLM2VecError, ValueError) as exc:
-        raise _fail(exc) from None
-    with indexer:
-        _ingest(indexer, sources, fields)
+    session = contextlib.nullcontext()
+    if engine == "ray":
+        defaults = RayOptions()
+        options = RayOptions(address=ray_address, concurrency=concurrency or defaults.concurrency,
+                             num_gpus_per_worker=num_gpus_per_worker or 0.0,
+                             num_cpus_per_worker=num_cpus_per_worker or defaults.num_cpus_per_worker,
+                             shard_docs=shard_docs or defaults.shard_docs)
+        session = ray_session(options)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(session)  # Ray first: a missing package or cluster fails before the model loads
+            indexer = stack.enter_context(Indexer(
+                index_dir, model=model, adapters=adapters, factory=factory, chunk_tokens=chunk_tokens,
+                overlap=overlap, batch_size=batch_size, document_instruction=document_instruction,
+                expected_size=expected, max_chars=max_chars))
+        except (IndexerError, LLM2VecError, ValueError) as exc:
+            raise _fail(exc) from None
+        if engine == "ray":
+            _ingest_ray(indexer, sources, fields, options, max_chars)
+        else:
+            _ingest(indexer, sources, fields)
 
 
 @index.command()

@@ -2,8 +2,9 @@
 
 SQLite is the source of truth. Besides the documents and chunks (and the FTS5 table over
 chunk text kept current by triggers), it holds each chunk's float32 vector, the ids deleted
-since the last FAISS snapshot (`tombstones`) and two counters in `state`: the commit
-`generation` and the `next_chunk_id`. Chunk ids are never reused, so "ids above the
+since the last FAISS snapshot (`tombstones`), two counters in `state`: the commit
+`generation` and the `next_chunk_id`, and the names of the embedding shards committed by
+distributed builds (`shards`, see `indexer.shards`). Chunk ids are never reused, so "ids above the
 snapshot's largest id" are exactly the chunks the snapshot has not seen.
 """
 
@@ -47,6 +48,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     db["tombstones"].create({"chunk_id": int, "generation": int}, pk="chunk_id", if_not_exists=True)
     db["tombstones"].create_index(["generation"], if_not_exists=True)
     db["state"].create({"key": str, "value": int}, pk="key", if_not_exists=True)
+    db["shards"].create({"name": str, "documents": int, "chunks": int, "committed_at": str}, pk="name",
+                        if_not_exists=True)
     for key in ("generation", "next_chunk_id", "pruned_through"):
         db.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, 0)", [key])
     if not db["chunks_fts"].exists():

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = 32
 OnExisting = Literal["replace", "skip", "error"]
 Errors = Literal["raise", "skip"]
+IndexedState = Literal["new", "unchanged", "metadata", "changed"]
 
 
 @dataclass
@@ -240,15 +241,14 @@ class Indexer:
         relabel: list[Document] = []
         n_chunks = 0
         for doc in validated:
-            row = self.store.db.execute("SELECT content_hash, metadata FROM documents WHERE id = ?",
-                                        [doc.id]).fetchone()
-            if row is not None:
-                if row[0] == doc.content_hash:
-                    if row[1] == doc.metadata_json:
-                        stats.unchanged += 1
-                    else:
-                        relabel.append(doc)
-                    continue
+            state = self.indexed_state(doc)
+            if state == "unchanged":
+                stats.unchanged += 1
+                continue
+            if state == "metadata":
+                relabel.append(doc)
+                continue
+            if state == "changed":
                 if on_existing == "skip":
                     stats.unchanged += 1
                     continue
@@ -259,8 +259,8 @@ class Indexer:
             chunks = chunk_text(doc.text, self.encoder.tokenizer, self.chunk_tokens, self.overlap)
             stats.encode_seconds += time.perf_counter() - started
             pending.append((doc, chunks))
-            stats.replaced += row is not None
-            stats.added += row is None
+            stats.replaced += state == "changed"
+            stats.added += state == "new"
             n_chunks += len(chunks)
             if n_chunks >= self.batch_size:
                 self._flush(pending, relabel, stats)
@@ -268,6 +268,19 @@ class Indexer:
         if pending or relabel:
             self._flush(pending, relabel, stats)
         return stats
+
+    def indexed_state(self, doc: Document) -> IndexedState:
+        """How `doc` compares with the indexed document of its id: new, unchanged, metadata (only) or changed."""
+        row = self.store.db.execute("SELECT content_hash, metadata FROM documents WHERE id = ?", [doc.id]).fetchone()
+        if row is None:
+            return "new"
+        if row[0] != doc.content_hash:
+            return "changed"
+        return "unchanged" if row[1] == doc.metadata_json else "metadata"
+
+    def committed_shards(self) -> set[str]:
+        """Names of the embedding shards committed so far (see `commit(shard=...)`)."""
+        return {row[0] for row in self.store.db.execute("SELECT name FROM shards").fetchall()}
 
     def upsert(self, docs: Iterable[Any], *, errors: Errors = "raise") -> AddStats:
         """Add `docs`, replacing the chunks of documents whose text changed."""
@@ -285,11 +298,13 @@ class Indexer:
         stats.chunks += len(vectors)
         stats.metadata_updated += len(relabel)
 
-    def commit(self, batch: EncodedBatch, *, relabel: Sequence[Document] = ()) -> None:
+    def commit(self, batch: EncodedBatch, *, relabel: Sequence[Document] = (), shard: str | None = None) -> None:
         """Write an encoded batch (and metadata-only updates) in one transaction, then mirror it in FAISS.
 
         Documents in `batch` replace any indexed document with the same id. Batches may come from
         `pipeline.encode_documents` run elsewhere, as long as the encoder has this index's fingerprint.
+        `shard` names the embedding shard the batch comes from: it is recorded in the same
+        transaction, and committing a name twice is an `IndexerError` (nothing is written).
         """
         if batch.vectors.shape != (batch.n_chunks, self.store.dim):
             raise ValueError(f"batch has {batch.vectors.shape} vectors for {batch.n_chunks} chunks of dim {self.store.dim}")
@@ -299,6 +314,8 @@ class Indexer:
         added_at = now_iso()
         db.execute("BEGIN IMMEDIATE")
         try:
+            if shard is not None and db.execute("SELECT 1 FROM shards WHERE name = ?", [shard]).fetchone():
+                raise IndexerError(f"shard {shard} is already committed to {self.path}")
             removed = self._drop_chunks([doc.id for doc in batch.documents], generation)
             db.conn.executemany(
                 "INSERT OR REPLACE INTO documents (id, content_hash, metadata, source, added_at) VALUES (?, ?, ?, ?, ?)",
@@ -311,6 +328,9 @@ class Indexer:
                                 [(int(i), v.tobytes()) for i, v in zip(ids, batch.vectors)])
             db.conn.executemany("UPDATE documents SET metadata = ? WHERE id = ?",
                                 [(d.metadata_json, d.id) for d in relabel])
+            if shard is not None:
+                db.execute("INSERT INTO shards (name, documents, chunks, committed_at) VALUES (?, ?, ?, ?)",
+                           [shard, len(batch.documents) + len(relabel), batch.n_chunks, added_at])
             self._bump(generation, self._next_id + batch.n_chunks)
             db.execute("COMMIT")
         except BaseException:

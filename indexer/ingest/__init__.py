@@ -39,14 +39,14 @@ class IngestReport:
         self.skipped.append((what, why))
 
 
-def expand_sources(sources: Sequence[str | Path]) -> list[tuple[Path, str]]:
-    """(file, document id for single-document files) for every supported file under `sources`."""
+def expand_sources(sources: Sequence[str | Path], suffixes: Sequence[str] = SUPPORTED) -> list[tuple[Path, str]]:
+    """(file, document id for single-document files) for every file under `sources` ending in `suffixes`."""
     files: list[tuple[Path, str]] = []
     for source in map(Path, sources):
         if source.is_dir():
             for path in sorted(source.rglob("*")):
                 relative = path.relative_to(source)
-                if path.is_file() and path.suffix.lower() in SUPPORTED and not any(
+                if path.is_file() and path.suffix.lower() in suffixes and not any(
                         part.startswith(".") for part in relative.parts):
                     files.append((path, relative.as_posix()))
         elif source.is_file():
@@ -62,27 +62,32 @@ def iter_documents(sources: Sequence[str | Path], fields: RecordFields | None = 
     fields = fields or RecordFields()
     report = report if report is not None else IngestReport()
     for path, doc_id in expand_sources(sources):
-        suffix = path.suffix.lower()
-        if suffix not in SUPPORTED:
-            report.skip(str(path), f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED)}")
-            continue
-        try:
-            if path.stat().st_size == 0:
-                raise SourceError("empty file")
-            if suffix in FILE_READERS:
-                text, metadata = FILE_READERS[suffix](path)
-                if not text.strip():
-                    raise SourceError("no text in it")
-                report.files += 1
+        yield from read_file(path, doc_id, fields, report)
+
+
+def read_file(path: Path, doc_id: str, fields: RecordFields, report: IngestReport) -> Iterator[dict]:
+    """Documents of one file (`doc_id` names a single-document file); what cannot be read goes to `report`."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        report.skip(str(path), f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED)}")
+        return
+    try:
+        if path.stat().st_size == 0:
+            raise SourceError("empty file")
+        if suffix in FILE_READERS:
+            text, metadata = FILE_READERS[suffix](path)
+            if not text.strip():
+                raise SourceError("no text in it")
+            report.files += 1
+            report.documents += 1
+            yield {"id": doc_id, "text": text, "metadata": {**metadata, "path": str(path)}, "source": str(path)}
+        else:
+            report.files += 1
+            for record in RECORD_READERS[suffix](path, fields, report.skip):
                 report.documents += 1
-                yield {"id": doc_id, "text": text, "metadata": {**metadata, "path": str(path)}, "source": str(path)}
-            else:
-                report.files += 1
-                for record in RECORD_READERS[suffix](path, fields, report.skip):
-                    report.documents += 1
-                    yield record
-        except SourceError as exc:
-            report.skip(str(path), str(exc))
+                yield record
+    except SourceError as exc:
+        report.skip(str(path), str(exc))
 
 
 def count_documents(sources: Sequence[str | Path], fields: RecordFields | None = None) -> int:
@@ -98,4 +103,4 @@ def count_documents(sources: Sequence[str | Path], fields: RecordFields | None =
     return max(total, 0)
 
 
-__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "expand_sources", "iter_documents"]
+__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "expand_sources", "iter_documents", "read_file"]
