@@ -30,6 +30,27 @@ def test_smollm2_encodes_with_bidirectional_attention(smollm2):
                                atol=1e-4)
 
 
+def test_default_name_loads_the_shipped_mntp_supervised_adapters(smollm2):
+    spec = smollm2.spec()
+    assert spec["model"] == "smollm2-135m:mntp+supervised" and len(spec["model_adapters"]) == 2
+    base = LLM2VecEncoder.from_pretrained("smollm2-135m:base")
+    assert base.spec()["model_adapters"] == [] and base.fingerprint() != smollm2.fingerprint()
+    text = ["Adapters change what the model computes."]
+    assert float(base.encode(text, normalize=True) @ smollm2.encode(text, normalize=True).T) < 0.99
+
+
+def test_default_model_matches_questions_to_their_answers(smollm2):
+    passages = ["Photosynthesis lets plants convert light energy from the sun into chemical energy (sugars).",
+                "Espresso is brewed by forcing hot water through finely ground coffee beans.",
+                "The Treaty of Westphalia ended the Thirty Years' War in 1648.",
+                "A binary search halves the sorted search interval at every step."]
+    questions = ["How do plants turn sunlight into energy?", "How is espresso made?",
+                 "When did the Thirty Years' War end?", "How does binary search work?"]
+    instruction = "Given a question, retrieve passages that answer the question"
+    scores = smollm2.encode(questions, instruction, normalize=True) @ smollm2.encode(passages, normalize=True).T
+    assert list(scores.argmax(axis=1)) == [0, 1, 2, 3]
+
+
 def test_gguf_is_converted_once_and_cached(smollm2):
     first = resolve_model("smollm2-135m")
     stamp = os.path.getmtime(os.path.join(first.location, "config.json"))
