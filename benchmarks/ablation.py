@@ -9,7 +9,7 @@ Columns: NDCG@10 and Recall@100 on the BEIR sets (through our indexer and retrie
 None of these test sets is used for training (MNTP/SimCSE: wiki_text; supervised: qa_pairs).
 
 By default the retrieval sets use `beir.py --quick`'s reduced corpora and SICK-R a seeded sample
-of 1,000 test pairs, so the table fits in about an hour of 2 CPU cores; `--full` uses everything.
+of 500 test pairs, so the table fits in about an hour of 2 CPU cores; `--full` uses everything.
 Finished configurations are cached in `benchmarks/.work/ablation/`, so an interrupted run resumes.
 """
 
@@ -32,7 +32,7 @@ from beir import DEFAULT_TASKS, QUICK, evaluate, load_dataset, run_bm25, run_llm
 
 RETRIEVAL = ("scifact", "cacm", "npl")
 STS_INSTRUCTION = "Retrieve semantically similar text"
-SICK_SAMPLE = 1000
+SICK_SAMPLE = 500
 WORK = ROOT / "benchmarks" / ".work" / "ablation"
 
 # name -> (model name with recipe, bidirectional, description)

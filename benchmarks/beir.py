@@ -16,8 +16,8 @@ like any user's), `Retriever.search_batch` answers the queries with the task's i
 document's score is its best chunk's. Indexes are kept under `benchmarks/.work/beir/`, keyed by data
 and encoder fingerprint, so a rerun (or `ablation.py`) resumes or reuses them.
 
-`--quick` evaluates a reduced corpus: at most 50 judged queries (seeded sample), all documents
-judged for them, and seeded random distractors up to 500 documents. Scores on a reduced corpus are
+`--quick` evaluates a reduced corpus: at most 30 judged queries (seeded sample), all documents
+judged for them, and seeded random distractors up to 200 documents. Scores on a reduced corpus are
 higher than on the full one for every system; compare systems within a table, not across tables.
 """
 
@@ -43,7 +43,7 @@ from _common import DEFAULT_DATA, ROOT, files_sha256, write_result  # noqa: E402
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEPTH = 100
 WORK = ROOT / "benchmarks" / ".work" / "beir"
-QUICK = {"max_queries": 50, "max_docs": 500}
+QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
 SYSTEMS = ("bm25", "minilm", "causal", "llm2vec")
