@@ -21,5 +21,6 @@ def encoder_from_manifest(manifest: dict[str, Any], *, model: str | None = None,
         max_length=spec.get("max_length"),
         doc_max_length=spec.get("doc_max_length"),
         skip_instruction=spec.get("skip_instruction"),
+        fold_all_caps=spec.get("fold_all_caps", True),
         **kwargs,
     )

@@ -21,6 +21,7 @@ from .fusion import reciprocal_rank_fusion
 from .instructions import DEFAULT_TASK, TASKS, Task, get_task, resolve_instruction
 from .mmr import maximal_marginal_relevance
 from .retriever import Hit, Retriever
+from .sharded import ShardedRetriever
 
 __all__ = [
     "DEFAULT_TASK",
@@ -31,6 +32,7 @@ __all__ = [
     "IndexOpenError",
     "Retriever",
     "RetrieverError",
+    "ShardedRetriever",
     "Task",
     "UnknownFieldError",
     "UnknownTaskError",

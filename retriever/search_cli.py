@@ -15,6 +15,7 @@ from indexer.llm2vec import LLM2VecError
 from .errors import RetrieverError
 from .instructions import TASKS
 from .retriever import Hit, Retriever
+from .sharded import ShardedRetriever
 
 _CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$")
 _OPERATORS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
@@ -77,9 +78,12 @@ def _table(hits: list[Hit]) -> str:
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
 @click.option("--threshold", type=float, help="Drop hits scoring below this (cosine similarity).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per hit instead of a table.")
+@click.option("--shard", "shards", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Another index directory holding a part of the same corpus (same model); repeat. "
+                   "The query is encoded once and the parts' hits merged by score.")
 def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
            conditions: tuple[str, ...], filter_json: str | None, hybrid: bool, mmr: bool,
-           threshold: float | None, as_json: bool) -> None:
+           threshold: float | None, as_json: bool, shards: tuple[str, ...]) -> None:
     """Search INDEX_DIR for QUERY and print the best chunks.
 
     The query is encoded with a task instruction (LLM2Vec style); documents were encoded without.
@@ -90,17 +94,25 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
       l2v search scifact-index "Vitamin D prevents fractures" --task scifact -k 5
       l2v search my-index "lora rank" --filter lang=en --filter "year>=2023" --hybrid
       l2v search my-index "gpu memory" --filter-json '{"tags": {"$in": ["cuda", "rocm"]}}' --json
+      l2v search part-0 "lora rank" --shard part-1 --shard part-2
 
     Filter values are read as JSON when they parse (year=2020 is a number, flag=true a boolean,
     'name="42"' the string 42), else as text.
     """
     if task is not None and instruction is not None:
         raise click.UsageError("give --task or --instruction, not both")
+    if shards and (mmr or hybrid):
+        raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts")
     filter = parse_filters(conditions, filter_json)
     try:
-        with Retriever.open(index_dir) as retriever:
-            hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
-                                    score_threshold=threshold, mmr=mmr, hybrid=hybrid)
+        if shards:
+            with ShardedRetriever.open([index_dir, *shards]) as sharded:
+                hits = sharded.search(query, k, task=task, instruction=instruction, filter=filter,
+                                      score_threshold=threshold)
+        else:
+            with Retriever.open(index_dir) as retriever:
+                hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
+                                        score_threshold=threshold, mmr=mmr, hybrid=hybrid)
     except (RetrieverError, IndexerError, LLM2VecError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -164,3 +164,31 @@ def test_fingerprint_tells_different_weights_apart(tiny_model_factory, tmp_path)
     assert first.fingerprint() != second.fingerprint()
     assert first.fingerprint() == LLM2VecEncoder.from_pretrained(tiny_model_factory("llama")).fingerprint()
     assert first.fingerprint() != LLM2VecEncoder.from_pretrained(tiny_model_factory("llama"), pooling="weighted_mean").fingerprint()
+
+
+@pytest.mark.parametrize(
+    "text, folded",
+    [
+        ("OPTICAL PROPERTIES OF SEMICONDUCTORS", "optical properties of semiconductors"),
+        ("USE OF DIGITAL COMPUTERS, 1962", "use of digital computers, 1962"),
+        ("What is LoRA on a GPU?", "What is LoRA on a GPU?"),  # acronyms in normal text stay
+        ("NASA", "NASA"),  # a lone capitalised word may be an acronym
+        ("使用 GPU 训练", "使用 GPU 训练"),  # one capitalised word among uncased script
+        ("東京", "東京"),
+    ],
+)
+def test_fold_all_caps_lower_cases_only_shouted_text(text, folded):
+    from indexer.llm2vec.tokenization import fold_all_caps
+
+    assert fold_all_caps(text) == folded
+
+
+def test_all_caps_text_encodes_like_its_lower_case(tiny_llama):
+    shouted, lower = "OPTICAL PROPERTIES OF SEMICONDUCTORS", "optical properties of semiconductors"
+    folding = LLM2VecEncoder.from_pretrained(tiny_llama)
+    vectors = folding.encode([shouted, lower], instruction="GIVEN A QUERY, RETRIEVE DOCUMENTS")
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+    keeping = LLM2VecEncoder.from_pretrained(tiny_llama, fold_all_caps=False)
+    kept = keeping.encode([shouted, lower])
+    assert not np.allclose(kept[0], kept[1], atol=1e-3)
+    assert folding.fingerprint() != keeping.fingerprint()

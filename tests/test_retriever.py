@@ -218,3 +218,35 @@ def test_short_approximate_results_fall_back_to_exact_search(retriever: Retrieve
     fallback = retriever.search("fox", k=4, filter={"lang": "fr"})
     assert [h.chunk_id for h in fallback] == [h.chunk_id for h in expected]
     np.testing.assert_allclose([h.score for h in fallback], [h.score for h in expected], atol=1e-5)
+
+
+def test_sharded_search_equals_one_index_over_the_whole_corpus(
+    tmp_path: Path, index_dir: Path, tiny_encoder: LLM2VecEncoder
+) -> None:
+    from retriever import ShardedRetriever
+
+    parts = [tmp_path / "part-0", tmp_path / "part-1", tmp_path / "part-2"]
+    for n, part in enumerate(parts):
+        with Indexer(part, tiny_encoder, default_task="scifact") as indexer:
+            indexer.add_documents(DOCS[n::3])
+    queries = ["a quick fox", "zebracorn", "unicode question"]
+    with Retriever.open(index_dir, tiny_encoder) as whole, ShardedRetriever.open(parts, tiny_encoder) as sharded:
+        assert len(sharded) == len(whole)
+        expected = whole.search_batch(queries, k=7, filter={"lang": "en"})
+        got = sharded.search_batch(queries, k=7, filter={"lang": "en"})
+        for want, have in zip(expected, got):
+            assert [h.doc_id for h in have] == [h.doc_id for h in want]
+            np.testing.assert_allclose([h.score for h in have], [h.score for h in want], atol=1e-5)
+        assert len(sharded.search("zebracorn", k=100)) == len(DOCS)
+
+
+def test_sharded_search_refuses_parts_built_with_another_model(
+    tmp_path: Path, index_dir: Path, tiny_model_factory
+) -> None:
+    from retriever import ShardedRetriever
+
+    other = LLM2VecEncoder.from_pretrained(tiny_model_factory("llama"), pooling="weighted_mean")
+    with Indexer(tmp_path / "other", other) as indexer:
+        indexer.add_documents(DOCS[:3])
+    with pytest.raises(IndexMismatchError):
+        ShardedRetriever.open([index_dir, tmp_path / "other"])

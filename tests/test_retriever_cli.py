@@ -86,3 +86,18 @@ def test_filter_parsing() -> None:
         "$and": [{"year": {"$gte": 2020}}, {"lang": {"$ne": "en"}}]}
     assert parse_filters((), '{"a": 1}') == {"a": 1}
     assert parse_filters((), None) is None
+
+
+def test_shards_are_searched_as_one_corpus(index_dir: str, tmp_path: Path, tiny_llama: Path) -> None:
+    parts = [tmp_path / "even", tmp_path / "odd"]
+    for part, docs in zip(parts, (DOCS[::2], DOCS[1::2])):
+        with Indexer(part, model=str(tiny_llama)) as indexer:
+            indexer.add_documents(docs)
+    code, whole = run(index_dir, "claims need proof", "-k", "5", "--json")
+    assert code == 0, whole
+    code, sharded = run(str(parts[0]), "claims need proof", "-k", "5", "--json", "--shard", str(parts[1]))
+    assert code == 0, sharded
+    assert [json.loads(line)["doc_id"] for line in sharded.splitlines()] == \
+        [json.loads(line)["doc_id"] for line in whole.splitlines()]
+    code, out = run(str(parts[0]), "proof", "--shard", str(parts[1]), "--hybrid")
+    assert code != 0 and "--shard" in out

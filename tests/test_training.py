@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from indexer.llm2vec import LLM2VecEncoder
 from indexer.llm2vec.training import TrainConfig, train
+from indexer.llm2vec.training.data import grouped_batches
 from indexer.llm2vec.training.objectives import IGNORE, mask_tokens, mntp_loss
 from tiny_models import CORPUS
 
@@ -100,6 +101,48 @@ def test_supervised_stacks_on_mntp_and_changes_embeddings(tiny_llama, data, tmp_
     only_mntp = LLM2VecEncoder.from_pretrained(tiny_llama, [mntp]).encode(CORPUS[:2])
     stacked = LLM2VecEncoder.from_pretrained(tiny_llama, [mntp, out]).encode(CORPUS[:2])
     assert not np.allclose(only_mntp, stacked, atol=1e-4)
+
+
+def test_grouped_batches_keep_each_batch_in_one_group_and_replay_on_resume():
+    groups = [list(range(0, 10)), list(range(10, 13)), [13]]
+    stream = grouped_batches(groups, batch_size=4, seed=3)
+    first = [next(stream) for _ in range(12)]  # 3 epochs of 4 batches: 4 + 4 + 2 from group 0, 3 from group 1
+    home = {i: g for g, members in enumerate(groups) for i in members}
+    for batch in first:
+        assert len({home[i] for i in batch}) == 1 and 2 <= len(batch) <= 4
+    assert all(13 not in batch for batch in first)  # a lone example has nothing to contrast with
+    epoch = sorted(i for batch in first[:4] for i in batch)
+    assert epoch == list(range(13))  # every example of the first epoch once
+    resumed = grouped_batches(groups, batch_size=4, seed=3, skip=5)
+    assert [next(resumed) for _ in range(7)] == first[5:]
+    with pytest.raises(ValueError, match="fewer than two"):
+        next(grouped_batches([[0], [1]], batch_size=4, seed=0))
+
+
+def test_supervised_batches_come_from_one_source(tiny_llama, data, tmp_path, monkeypatch):
+    from indexer.llm2vec.training import stages
+
+    seen: list[set[str]] = []
+    build = stages.supervised_stage
+
+    def spying(config):
+        stage = build(config)
+        pairs = stages.read_pairs(config.data, config.instruction)
+        inner = stage.loss
+
+        def loss(indices, step):
+            seen.append({pairs[i].source for i in indices})
+            return inner(indices, step)
+
+        stage.loss = loss
+        return stage
+
+    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", spying)
+    rows = [dict(p, source="a" if n % 2 else "b") for n, p in enumerate(PAIRS * 2)]
+    mixed = tmp_path / "two_sources.jsonl"
+    mixed.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    train(_config("supervised", tiny_llama, mixed, tmp_path / "sup", max_steps=4, batch_size=2), show_progress=False)
+    assert len(seen) == 4 and all(len(sources) == 1 for sources in seen)
 
 
 def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkeypatch):

@@ -44,6 +44,8 @@ def read_jsonl_inputs(path: Path) -> tuple[list[str | None], list[str]]:
               help="Pooling mode [default: from llm2vec_config.json, else mean].")
 @click.option("--causal", is_flag=True, help="Keep causal attention (the untrained-LLM baseline).")
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="Max tokens per input [default: 512].")
+@click.option("--keep-case", is_flag=True,
+              help="Keep texts written entirely in capitals as they are (by default they are lower-cased).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="bfloat16 is the fast mode on CPU (about 2x), float16 on GPU.")
@@ -52,7 +54,7 @@ def read_jsonl_inputs(path: Path) -> tuple[list[str | None], list[str]]:
               help='JSONL, one {"instruction": str (optional), "text": str} per line.')
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the float32 [n, dim] matrix (.npy), rows in input order.")
-def embed(model, adapters, pooling, causal, max_length, batch_size, dtype, normalize, input_path, output_path) -> None:
+def embed(model, adapters, pooling, causal, max_length, keep_case, batch_size, dtype, normalize, input_path, output_path) -> None:
     """Encode texts (with optional instructions) into a .npy matrix.
 
     \b
@@ -65,7 +67,7 @@ def embed(model, adapters, pooling, causal, max_length, batch_size, dtype, norma
     instructions, texts = read_jsonl_inputs(input_path)
     try:
         encoder = LLM2VecEncoder.from_pretrained(model, adapters, bidirectional=not causal, pooling=pooling,
-                                                 max_length=max_length, dtype=dtype)
+                                                 max_length=max_length, dtype=dtype, fold_all_caps=not keep_case)
         vectors = encoder.encode(texts, instructions, batch_size=batch_size, normalize=normalize,
                                  show_progress_bar=True)
     except LLM2VecError as exc:

@@ -101,6 +101,7 @@ class LLM2VecEncoder:
         *,
         chat_template: tuple[str, str] | None = None,
         provenance: dict[str, Any] | None = None,
+        fold_all_caps: bool = True,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError("LLM2VecEncoder needs a fast (Rust) tokenizer: it pools by character offsets")
@@ -121,6 +122,7 @@ class LLM2VecEncoder:
             chat_template=chat_template,
             append_eos=pooling == "eos_token",
             prepend_bos=pooling == "bos_token" and not adds_bos,
+            fold_all_caps=fold_all_caps,
         )
         self.provenance = dict(provenance or {})
 
@@ -141,6 +143,7 @@ class LLM2VecEncoder:
         attn_implementation: str | None = None,
         merge_adapters: bool = True,
         trust_remote_code: bool = False,
+        fold_all_caps: bool = True,
     ) -> "LLM2VecEncoder":
         """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
 
@@ -150,6 +153,8 @@ class LLM2VecEncoder:
         Settings left as None come from `llm2vec_config.json` in the last adapter (else the model
         directory), else the defaults: mean pooling, max_length 512, doc_max_length 400.
         Every adapter but the last is merged; the last is merged too unless `merge_adapters=False`.
+        `fold_all_caps` lower-cases texts written entirely in capitals (see `tokenization`); turn it
+        off for byte-for-byte parity with the reference library on such texts.
         """
         from transformers import AutoModel, AutoTokenizer
 
@@ -202,7 +207,7 @@ class LLM2VecEncoder:
             "bidirectional": bidirectional,
         }
         return cls(hf_model, tokenizer, config, chat_template=CHAT_TEMPLATES.get(_raw_name_or_path(location) or ""),
-                   provenance=provenance)
+                   provenance=provenance, fold_all_caps=fold_all_caps)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model (or its unmerged adapter), tokenizer and `llm2vec_config.json`."""
@@ -234,6 +239,7 @@ class LLM2VecEncoder:
             "max_length": self.config.max_length,
             "doc_max_length": self.config.doc_max_length,
             "skip_instruction": self.config.skip_instruction,
+            "fold_all_caps": self.format.fold_all_caps,
             "dim": self.dim,
         }
 

@@ -5,6 +5,8 @@ the pair is tokenized once, and a token is pooled when its character span overla
 part. This replaces the reference's magic separator string and its second tokenization of
 every text. Documents longer than `doc_max_length` tokens are cut on word boundaries first,
 exactly as the reference does, so released checkpoints see the inputs they were tuned on.
+Text written entirely in capitals is lower-cased first (`fold_all_caps`), the one deliberate
+departure from the reference.
 """
 
 from __future__ import annotations
@@ -45,6 +47,17 @@ class PromptFormat:
     chat_template: tuple[str, str] | None = None
     append_eos: bool = False
     prepend_bos: bool = False
+    fold_all_caps: bool = False
+
+
+def fold_all_caps(text: str) -> str:
+    """Lower-case a text written entirely in capitals (two or more capitalised words, no lowercase
+    letter), as old collections write their titles and queries. LLM tokenizers cut such words into
+    rare pieces that share nothing with the usual spelling; acronyms in normal text are kept."""
+    if any(c.islower() for c in text):
+        return text
+    shouted = sum(1 for word in text.split() if any(c.isupper() for c in word))
+    return text.lower() if shouted >= 2 else text
 
 
 def truncate_words(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> list[str]:
@@ -89,6 +102,8 @@ def tokenize(
     fmt: PromptFormat,
 ) -> list[TokenizedText]:
     """Tokenize every pair once; mark the tokens whose span overlaps the text part."""
+    if fmt.fold_all_caps:
+        texts = [fold_all_caps(text) for text in texts]
     texts = truncate_words(texts, tokenizer, fmt)
     assembled = [_assemble(instr, text, fmt) for instr, text in zip(instructions, texts)]
     reserved = int(fmt.append_eos) + int(fmt.prepend_bos)

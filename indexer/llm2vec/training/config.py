@@ -61,6 +61,9 @@ class TrainConfig:
     """Similarity scale (1 / temperature): 20 for SimCSE, 50 for supervised when None."""
     instruction: str | None = None
     """Supervised: query instruction for pairs that carry none (else per-source defaults)."""
+    batch_by_source: bool = True
+    """Supervised: every batch from one `source` of the pairs file, as the official E5 loader does
+    (harder in-batch negatives, less padding); false mixes sources within a batch."""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

@@ -6,7 +6,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 # Query instructions per source of ../shared/data/qa_pairs, in the E5 / LLM2Vec style.
 SOURCE_INSTRUCTIONS = {
@@ -28,6 +28,7 @@ class Pair:
     positive: str
     negative: str | None
     instruction: str
+    source: str = ""
 
 
 def read_texts(path: str | Path) -> list[str]:
@@ -54,7 +55,7 @@ def read_pairs(path: str | Path, instruction: str | None = None) -> list[Pair]:
         if not row.get("query") or not row.get("positive"):
             raise ValueError(f"{path}:{number}: a pair needs non-empty 'query' and 'positive'")
         chosen = row.get("instruction") or instruction or SOURCE_INSTRUCTIONS.get(row.get("source", ""), DEFAULT_INSTRUCTION)
-        pairs.append(Pair(row["query"], row["positive"], row.get("negative") or None, chosen))
+        pairs.append(Pair(row["query"], row["positive"], row.get("negative") or None, chosen, row.get("source") or ""))
     if not pairs:
         raise ValueError(f"{path}: no pairs")
     return pairs
@@ -77,3 +78,29 @@ def batches(n: int, batch_size: int, seed: int, skip: int = 0) -> Iterator[list[
         next(order)
     while True:
         yield [next(order) for _ in range(batch_size)]
+
+
+def grouped_batches(groups: Sequence[Sequence[int]], batch_size: int, seed: int, skip: int = 0) -> Iterator[list[int]]:
+    """Batches drawn from one group at a time (the official E5 / LLM2Vec loader's per-dataset
+    batches): every epoch shuffles each group, cuts it into batches (a group's last short batch is
+    dropped when it holds fewer than two examples: a lone pair has no in-batch negative) and
+    shuffles the batches. Groups are visited in proportion to their size; resuming at step
+    `skip` replays the same batches."""
+    epoch = 0
+    produced = 0
+    while True:
+        rng = random.Random(seed * 1000003 + epoch)
+        epoch_batches = []
+        for group in groups:
+            order = list(group)
+            rng.shuffle(order)
+            epoch_batches += [order[i : i + batch_size] for i in range(0, len(order), batch_size)
+                              if len(order[i : i + batch_size]) > 1]
+        if not epoch_batches:
+            raise ValueError("every group holds fewer than two examples: nothing to contrast")
+        rng.shuffle(epoch_batches)
+        for batch in epoch_batches:
+            if produced >= skip:
+                yield batch
+            produced += 1
+        epoch += 1

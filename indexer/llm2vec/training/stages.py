@@ -30,6 +30,8 @@ class Stage:
     """Number of examples (blocks, texts or pairs) in one epoch."""
     loss: Callable[[list[int], int], tuple[torch.Tensor, int]]
     """(example indices, step) -> (loss, tokens processed)."""
+    groups: list[list[int]] | None = None
+    """Example indices per source when every batch must come from one source, else None."""
 
 
 def _lora(model: torch.nn.Module, config: TrainConfig, seed: int) -> PeftModel:
@@ -131,7 +133,13 @@ def supervised_stage(config: TrainConfig) -> Stage:
         tokens = int(queries["attention_mask"].sum() + docs["attention_mask"].sum())
         return contrastive_loss(encoder.embed(queries), encoder.embed(docs), scale), tokens
 
-    return Stage(model, len(pairs), loss)
+    groups = None
+    if config.batch_by_source:
+        by_source: dict[str, list[int]] = {}
+        for index, pair in enumerate(pairs):
+            by_source.setdefault(pair.source, []).append(index)
+        groups = list(by_source.values())
+    return Stage(model, len(pairs), loss, groups)
 
 
 STAGE_BUILDERS = {"mntp": mntp_stage, "simcse": simcse_stage, "supervised": supervised_stage}

@@ -15,7 +15,7 @@ from ..hardware import fast_bf16
 from ..sources import file_sha256
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import batches
+from .data import batches, grouped_batches
 from .stages import STAGE_BUILDERS
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,11 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
     bf16 = use_bf16(config.bf16, device)
     config.save(output / "train_config.json")
     log = (output / LOG_NAME).open("a", encoding="utf-8")
-    data = batches(stage.size, config.batch_size, config.seed, skip=start * config.grad_accum)
+    skip = start * config.grad_accum
+    if stage.groups is not None:
+        data = grouped_batches(stage.groups, config.batch_size, config.seed, skip=skip)
+    else:
+        data = batches(stage.size, config.batch_size, config.seed, skip=skip)
     model.train()
     progress = tqdm(total=config.max_steps, initial=start, desc=f"train {config.stage}", unit="step",
                     disable=not show_progress)
