@@ -48,18 +48,8 @@ def one_torch_thread():
     faiss.omp_set_num_threads(threads[1])
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_factory) -> Path:
-    return tiny_model_factory("llama")
-
-
-@pytest.fixture(scope="module")
-def encoder(model_dir) -> LLM2VecEncoder:
-    return LLM2VecEncoder.from_pretrained(model_dir)
-
-
-def open_indexer(path: Path, encoder: LLM2VecEncoder, **kwargs) -> Indexer:
-    return Indexer(path, encoder, chunk_tokens=kwargs.pop("chunk_tokens", 24), overlap=kwargs.pop("overlap", 6),
+def open_indexer(path: Path, tiny_encoder: LLM2VecEncoder, **kwargs) -> Indexer:
+    return Indexer(path, tiny_encoder, chunk_tokens=kwargs.pop("chunk_tokens", 24), overlap=kwargs.pop("overlap", 6),
                    batch_size=kwargs.pop("batch_size", 64), **kwargs)
 
 
@@ -86,10 +76,10 @@ def assert_consistent(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- chunking
-def test_chunks_are_token_windows_with_overlap_and_exact_spans(encoder):
+def test_chunks_are_token_windows_with_overlap_and_exact_spans(tiny_encoder):
     text = text_of(1, 200)
-    chunks = chunk_text(text, encoder.tokenizer, 20, 5)
-    offsets = encoder.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    chunks = chunk_text(text, tiny_encoder.tokenizer, 20, 5)
+    offsets = tiny_encoder.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     assert len(chunks) == 1 + -(-(len(offsets) - 20) // 15)
     for chunk in chunks:
         assert text[chunk.start : chunk.end] == chunk.text
@@ -100,22 +90,22 @@ def test_chunks_are_token_windows_with_overlap_and_exact_spans(encoder):
 
 
 # ---------------------------------------------------------------------------- writing
-def test_add_search_and_documents_roundtrip(tmp_path, encoder):
+def test_add_search_and_documents_roundtrip(tmp_path, tiny_encoder):
     docs = make_docs(12)
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         stats = indexer.add_documents(docs)
         assert (stats.added, stats.replaced, stats.unchanged) == (12, 0, 0)
         assert stats.chunks == indexer.store.counts()["chunks"] > 12
     with IndexStore.open(tmp_path / "idx") as store:
         manifest = store.manifest
         assert manifest["format_version"] == FORMAT_VERSION
-        assert manifest["encoder"]["fingerprint"] == encoder.fingerprint()
+        assert manifest["encoder"]["fingerprint"] == tiny_encoder.fingerprint()
         assert (manifest["metric"], manifest["normalized"], manifest["factory"]) == ("ip", True, "Flat")
         assert manifest["counts"] == {"documents": 12, "chunks": stats.chunks}
         assert manifest["document_instruction"] is None
         # a chunk's own vector finds it first, with cosine 1
         chunk = store.get_chunks([5])[0]
-        query = encoder.encode([chunk["text"]], normalize=True)
+        query = tiny_encoder.encode([chunk["text"]], normalize=True)
         scores, ids = store.search(query, 3)
         assert ids[0, 0] == 5 and scores[0, 0] == pytest.approx(1.0, abs=1e-4)
         assert np.allclose(store.reconstruct([5])[0], query[0], atol=1e-5)
@@ -125,9 +115,9 @@ def test_add_search_and_documents_roundtrip(tmp_path, encoder):
         assert back[0]["text"] == docs[3]["text"] and back[0]["metadata"] == docs[3]["metadata"]
 
 
-def test_readding_skips_unchanged_replaces_changed_updates_metadata(tmp_path, encoder):
+def test_readding_skips_unchanged_replaces_changed_updates_metadata(tmp_path, tiny_encoder):
     docs = make_docs(6)
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         indexer.add_documents(docs)
         old_chunks = {c["id"] for c in indexer.store.get_chunks(range(1000)) if c["doc_id"] == "d1"}
         docs[1] = {**docs[1], "text": "completely new text about a lazy dog"}
@@ -145,8 +135,8 @@ def test_readding_skips_unchanged_replaces_changed_updates_metadata(tmp_path, en
     assert_consistent(tmp_path / "idx")
 
 
-def test_delete_by_id_and_by_metadata(tmp_path, encoder):
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+def test_delete_by_id_and_by_metadata(tmp_path, tiny_encoder):
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         indexer.add_documents(make_docs(9))
         assert indexer.delete(ids=["d0", "missing"]) == 1
         assert indexer.delete(where={"year": 2001, "tag": "odd"}) == 2  # d1, d7
@@ -158,8 +148,8 @@ def test_delete_by_id_and_by_metadata(tmp_path, encoder):
     assert_consistent(tmp_path / "idx")
 
 
-def test_bad_documents_are_clear_errors_and_nothing_is_lost(tmp_path, encoder):
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+def test_bad_documents_are_clear_errors_and_nothing_is_lost(tmp_path, tiny_encoder):
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         indexer.add_documents(make_docs(3))
         before = indexer.store.counts()
         cases = [
@@ -179,20 +169,20 @@ def test_bad_documents_are_clear_errors_and_nothing_is_lost(tmp_path, encoder):
     assert_consistent(tmp_path / "idx")
 
 
-def test_documents_without_id_get_a_content_hash_id(tmp_path, encoder):
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+def test_documents_without_id_get_a_content_hash_id(tmp_path, tiny_encoder):
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         indexer.add_documents([{"text": "same words"}, Document("given", "other words")])
         assert indexer.add_documents([{"text": "same words"}]).unchanged == 1
         assert indexer.store.counts()["documents"] == 2
 
 
-def test_batches_encoded_elsewhere_commit_to_the_same_index(tmp_path, encoder):
+def test_batches_encoded_elsewhere_commit_to_the_same_index(tmp_path, tiny_encoder):
     """The fan-out path: `encode_documents` anywhere (pure), `Indexer.commit` in the one writer."""
     docs = make_docs(4)
-    with open_indexer(tmp_path / "a", encoder) as direct:
+    with open_indexer(tmp_path / "a", tiny_encoder) as direct:
         direct.add_documents(docs)
-    batch = encode_documents(encoder, [as_document(d) for d in docs], chunk_tokens=24, overlap=6)
-    with open_indexer(tmp_path / "b", encoder) as writer:
+    batch = encode_documents(tiny_encoder, [as_document(d) for d in docs], chunk_tokens=24, overlap=6)
+    with open_indexer(tmp_path / "b", tiny_encoder) as writer:
         writer.commit(batch)
     with IndexStore.open(tmp_path / "a") as a, IndexStore.open(tmp_path / "b") as b:
         ids = sorted(sqlite_ids(tmp_path / "a"))
@@ -202,24 +192,24 @@ def test_batches_encoded_elsewhere_commit_to_the_same_index(tmp_path, encoder):
 
 
 # ---------------------------------------------------------------------------- opening
-def test_other_encoder_settings_and_second_writer_are_refused(tmp_path, encoder, tiny_model_factory):
-    with open_indexer(tmp_path / "idx", encoder) as indexer:
+def test_other_encoder_settings_and_second_writer_are_refused(tmp_path, tiny_encoder, tiny_model_factory):
+    with open_indexer(tmp_path / "idx", tiny_encoder) as indexer:
         indexer.add_documents(make_docs(2))
         with pytest.raises(IndexLockedError, match="another process"):
-            Indexer(tmp_path / "idx", encoder)
+            Indexer(tmp_path / "idx", tiny_encoder)
     other = LLM2VecEncoder.from_pretrained(tiny_model_factory("mistral"))
     with pytest.raises(EncoderMismatchError, match="fingerprint"):
         Indexer(tmp_path / "idx", other)
     with pytest.raises(Exception, match="chunk_tokens=24"):
-        Indexer(tmp_path / "idx", encoder, chunk_tokens=30)
-    with Indexer.open(tmp_path / "idx") as reopened:  # the manifest's own encoder
-        assert reopened.encoder.fingerprint() == encoder.fingerprint()
+        Indexer(tmp_path / "idx", tiny_encoder, chunk_tokens=30)
+    with Indexer.open(tmp_path / "idx") as reopened:  # the manifest's own tiny_encoder
+        assert reopened.encoder.fingerprint() == tiny_encoder.fingerprint()
         assert reopened.stats()["documents"] == 2
 
 
-def test_damaged_or_foreign_index_directories(tmp_path, encoder):
+def test_damaged_or_foreign_index_directories(tmp_path, tiny_encoder):
     path = tmp_path / "idx"
-    with open_indexer(path, encoder) as indexer:
+    with open_indexer(path, tiny_encoder) as indexer:
         indexer.add_documents(make_docs(4))
     n_chunks = len(sqlite_ids(path))
 
@@ -241,7 +231,7 @@ def test_damaged_or_foreign_index_directories(tmp_path, encoder):
     with IndexStore.open(path) as store:
         assert len(store) == n_chunks
     (path / "index.faiss").unlink()
-    with open_indexer(path, encoder) as indexer:
+    with open_indexer(path, tiny_encoder) as indexer:
         assert indexer.store.vectors.ntotal == n_chunks
     assert (path / "index.faiss").is_file()
 
@@ -252,12 +242,12 @@ def test_damaged_or_foreign_index_directories(tmp_path, encoder):
         IndexStore.open(path)
     (path / "meta.sqlite").unlink()
     with pytest.raises(IndexFormatError, match="meta.sqlite is missing"):
-        Indexer(path, encoder)
+        Indexer(path, tiny_encoder)
     (path / "meta.sqlite").write_bytes(sqlite_bytes)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("not an index")
     with pytest.raises(IndexFormatError, match="not empty"):
-        Indexer(tmp_path / "notes", encoder)
+        Indexer(tmp_path / "notes", tiny_encoder)
 
 
 def abandon(indexer: Indexer) -> None:
@@ -266,13 +256,13 @@ def abandon(indexer: Indexer) -> None:
     indexer._lock.release()
 
 
-def test_stale_snapshot_is_replayed_from_sqlite(tmp_path, encoder):
+def test_stale_snapshot_is_replayed_from_sqlite(tmp_path, tiny_encoder):
     """Killed between commits and the next snapshot, index.faiss lags SQLite: opening catches up."""
     path = tmp_path / "idx"
-    with open_indexer(path, encoder) as indexer:
+    with open_indexer(path, tiny_encoder) as indexer:
         indexer.add_documents(make_docs(4))
     snapshot = (path / "index.faiss").read_bytes()
-    indexer = open_indexer(path, encoder)
+    indexer = open_indexer(path, tiny_encoder)
     indexer.add_documents(make_docs(8)[4:])
     indexer.delete(ids=["d0"])
     indexer.upsert([{"id": "d1", "text": "replaced text"}])
@@ -281,15 +271,15 @@ def test_stale_snapshot_is_replayed_from_sqlite(tmp_path, encoder):
     assert_consistent(path)
     with IndexStore.open(path) as store:
         assert {c["doc_id"] for c in store.get_chunks(sorted(faiss_ids(store)))} == {f"d{i}" for i in range(1, 8)}
-    with open_indexer(path, encoder) as indexer:  # a writer replays too, and then snapshots
+    with open_indexer(path, tiny_encoder) as indexer:  # a writer replays too, and then snapshots
         assert indexer.store.snapshot_stale
     assert (path / "index.faiss").read_bytes() != snapshot
     assert_consistent(path)
 
 
-def test_reader_sees_commits_while_writer_writes(tmp_path, encoder):
+def test_reader_sees_commits_while_writer_writes(tmp_path, tiny_encoder):
     path = tmp_path / "idx"
-    with open_indexer(path, encoder) as indexer:
+    with open_indexer(path, tiny_encoder) as indexer:
         indexer.add_documents(make_docs(2))
         indexer.store.save_snapshot()
         reader, mapped = IndexStore.open(path), IndexStore.open(path, mmap=True)
@@ -306,18 +296,18 @@ def test_reader_sees_commits_while_writer_writes(tmp_path, encoder):
 
 
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF4,Flat", "IVF4,PQ4x4"])
-def test_other_factories_add_delete_and_search(tmp_path, encoder, factory):
+def test_other_factories_add_delete_and_search(tmp_path, tiny_encoder, factory):
     """Synthetic vectors through `commit` (the fan-out entry point): training, removal, snapshots."""
     rng = np.random.default_rng(0)
     path = tmp_path / "idx"
 
     def batch(start: int, n: int) -> EncodedBatch:
-        vectors = rng.standard_normal((n, encoder.dim)).astype(np.float32)
+        vectors = rng.standard_normal((n, tiny_encoder.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         docs = [Document(f"s{i}", f"text {i}") for i in range(start, start + n)]
         return EncodedBatch(docs, [[Chunk(0, 0, len(d.text), d.text)] for d in docs], vectors)
 
-    with Indexer(path, encoder, factory=factory) as indexer:
+    with Indexer(path, tiny_encoder, factory=factory) as indexer:
         first = batch(0, 100)
         indexer.commit(first)
         assert indexer.store.vectors.needs_training() == (factory != "HNSW32")  # too few to train: exact for now
@@ -345,12 +335,12 @@ def run_cli(*args: str) -> object:
     return CliRunner().invoke(index_cli, [str(a) for a in args[1:]], catch_exceptions=False, prog_name="l2v index")
 
 
-def test_cli_build_stats_delete_and_bad_input(tmp_path, model_dir):
+def test_cli_build_stats_delete_and_bad_input(tmp_path, tiny_llama):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"_id": f"c{i}", "title": f"T{i}", "text": text_of(i),
                                             "metadata": {"year": 2000 + i % 2}}) for i in range(6)) + "\n{bad\n")
     index = tmp_path / "idx"
-    result = run_cli("index", "build", index, corpus, "--model", model_dir, "--chunk-tokens", 24, "--overlap", 4)
+    result = run_cli("index", "build", index, corpus, "--model", tiny_llama, "--chunk-tokens", 24, "--overlap", 4)
     assert result.exit_code == 0, result.output
     assert "6 documents indexed" in result.output and "skipped 1" in result.output and "not valid JSON" in result.output
     result = run_cli("index", "stats", index, "--json")
@@ -364,7 +354,7 @@ def test_cli_build_stats_delete_and_bad_input(tmp_path, model_dir):
     assert "3 new" in result.output and "3 unchanged" in result.output
     for args, message in [
         (("index", "build", index, corpus, "--factory", "HNSW32"), "cannot change it"),
-        (("index", "build", tmp_path / "new", corpus, "--model", model_dir, "--factory", "Bogus"), "cannot build factory"),
+        (("index", "build", tmp_path / "new", corpus, "--model", tiny_llama, "--factory", "Bogus"), "cannot build factory"),
         (("index", "stats", tmp_path), "manifest.json is missing"),
         (("index", "delete", index), "give --id and/or --where"),
     ]:
@@ -383,13 +373,13 @@ def test_cli_help_teaches_with_examples():
         assert result.exit_code == 0 and "Example" in result.output and f"l2v index {command}" in result.output
 
 
-def test_kill_9_mid_build_then_rerun_gives_exactly_the_right_index(tmp_path, model_dir, encoder):
+def test_kill_9_mid_build_then_rerun_gives_exactly_the_right_index(tmp_path, tiny_llama, tiny_encoder):
     corpus = tmp_path / "corpus.jsonl"
     n = 60
     corpus.write_text("".join(json.dumps({"_id": f"k{i}", "text": text_of(i, 30)}) + "\n" for i in range(n)))
     index = tmp_path / "idx"
     command = [sys.executable, "-m", "indexer.cli", "build", str(index), str(corpus), "--model",
-               str(model_dir), "--chunk-tokens", "16", "--overlap", "4", "--batch-size", "2"]
+               str(tiny_llama), "--chunk-tokens", "16", "--overlap", "4", "--batch-size", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     for kill_at in (3, 25):  # kill twice: mid first build, then mid the resumed one
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -418,5 +408,5 @@ def test_kill_9_mid_build_then_rerun_gives_exactly_the_right_index(tmp_path, mod
     per_doc = dict(conn.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id").fetchall())
     conn.close()
     assert sorted(docs) == sorted(f"k{i}" for i in range(n))
-    assert per_doc == {f"k{i}": len(chunk_text(text_of(i, 30), encoder.tokenizer, 16, 4)) for i in range(n)}
+    assert per_doc == {f"k{i}": len(chunk_text(text_of(i, 30), tiny_encoder.tokenizer, 16, 4)) for i in range(n)}
     assert_consistent(index)

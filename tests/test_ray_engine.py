@@ -55,16 +55,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_factory) -> Path:
-    return tiny_model_factory("llama")
-
-
-@pytest.fixture(scope="module")
-def encoder(model_dir) -> LLM2VecEncoder:
-    return LLM2VecEncoder.from_pretrained(model_dir)
-
-
-@pytest.fixture(scope="module")
 def ray_local():
     """One local Ray instance for the module; workers can import this test module (DyingEncoder)."""
     ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data]: pip install 'llm2vec-retriever[ray]'")
@@ -106,8 +96,8 @@ def assert_same_index(local: Path, ray_built: Path) -> None:
     assert not (ray_built / "shards").exists()  # every shard file was committed and removed
 
 
-def local_index(path: Path, model_dir: Path, sources: list[Path]) -> Path:
-    with Indexer(path, model=str(model_dir), **CHUNKING) as indexer:
+def local_index(path: Path, tiny_llama: Path, sources: list[Path]) -> Path:
+    with Indexer(path, model=str(tiny_llama), **CHUNKING) as indexer:
         indexer.add_documents(iter_documents(sources), errors="skip")
     return path
 
@@ -117,9 +107,9 @@ def docs_of(ids: range) -> list[Document]:
     return [Document(f"s{i}", text_of(i), {"n": i}) for i in ids]
 
 
-def test_shard_roundtrip_truncation_corruption_and_settings(tmp_path, encoder):
-    settings = ShardSettings(encoder.fingerprint(), 24, 6, None)
-    shard = encode_shard(encoder, docs_of(range(4)), [("x.jsonl:3", "not valid JSON")], settings, batch_size=8)
+def test_shard_roundtrip_truncation_corruption_and_settings(tmp_path, tiny_encoder):
+    settings = ShardSettings(tiny_encoder.fingerprint(), 24, 6, None)
+    shard = encode_shard(tiny_encoder, docs_of(range(4)), [("x.jsonl:3", "not valid JSON")], settings, batch_size=8)
     assert len(shard.vectors) == sum(map(len, shard.chunks)) > 4
     path = write_shard(tmp_path, shard.name, shard_bytes(shard))
     back = read_shard(path, settings)
@@ -135,19 +125,19 @@ def test_shard_roundtrip_truncation_corruption_and_settings(tmp_path, encoder):
         read_shard(path)
     path.write_bytes(data)
     with pytest.raises(ShardError, match="encoded with"):
-        read_shard(path, ShardSettings(encoder.fingerprint(), 32, 6, None))
+        read_shard(path, ShardSettings(tiny_encoder.fingerprint(), 32, 6, None))
     with pytest.raises(ShardError, match="not a shard"):
         parse_shard(b"\x00" * 16, "junk.safetensors")
 
 
-def test_a_shard_commits_once_whole_and_like_the_local_engine(tmp_path, encoder):
+def test_a_shard_commits_once_whole_and_like_the_local_engine(tmp_path, tiny_encoder):
     docs = docs_of(range(6))
-    with Indexer(tmp_path / "local", encoder, **CHUNKING) as indexer:
+    with Indexer(tmp_path / "local", tiny_encoder, **CHUNKING) as indexer:
         indexer.add_documents(docs)
-    with Indexer(tmp_path / "idx", encoder, **CHUNKING) as indexer:
+    with Indexer(tmp_path / "idx", tiny_encoder, **CHUNKING) as indexer:
         settings = ShardSettings.of(indexer)
-        first = encode_shard(encoder, docs[:3], [], settings, batch_size=8)
-        second = encode_shard(encoder, [*docs[3:], docs[0]], [], settings, batch_size=8)  # s0 again: a duplicate
+        first = encode_shard(tiny_encoder, docs[:3], [], settings, batch_size=8)
+        second = encode_shard(tiny_encoder, [*docs[3:], docs[0]], [], settings, batch_size=8)  # s0 again: a duplicate
         stats, seen = AddStats(), set()
         commit_shard(indexer, first, seen, stats)
         commit_shard(indexer, second, seen, stats)
@@ -161,7 +151,7 @@ def test_a_shard_commits_once_whole_and_like_the_local_engine(tmp_path, encoder)
 
         # encoded against the index, a shard skips the text it already holds; metadata changes still apply
         relabelled = [Document("s1", docs[1].text, {"n": 99}), docs[2]]
-        third = encode_shard(encoder, relabelled, [], settings, known=indexed_keys(indexer), batch_size=8)
+        third = encode_shard(tiny_encoder, relabelled, [], settings, known=indexed_keys(indexer), batch_size=8)
         assert third.encoded == [False, False] and len(third.vectors) == 0
         stats = AddStats()
         commit_shard(indexer, third, set(), stats)
@@ -176,13 +166,13 @@ def test_a_shard_commits_once_whole_and_like_the_local_engine(tmp_path, encoder)
 
 
 # ---------------------------------------------------------------------------- bad input (no cluster)
-def test_missing_ray_is_a_clear_error(tmp_path, monkeypatch, model_dir):
+def test_missing_ray_is_a_clear_error(tmp_path, monkeypatch, tiny_llama):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(IndexerError, match=r"pip install 'llm2vec-retriever\[ray\]'"):
         require_ray()
     corpus = write_jsonl(tmp_path / "c.jsonl", records(range(2)))
     result = CliRunner().invoke(index_cli, ["build", str(tmp_path / "idx"), str(corpus), "--engine", "ray",
-                                            "--model", str(model_dir)])
+                                            "--model", str(tiny_llama)])
     assert result.exit_code == 1 and "llm2vec-retriever[ray]" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "idx").exists()  # failed before loading the model or creating the index
 
@@ -195,7 +185,7 @@ def test_ray_options_need_the_ray_engine(tmp_path):
         RayOptions(concurrency=0)
 
 
-def test_unreachable_cluster_fails_fast_and_clearly(tmp_path, monkeypatch, model_dir):
+def test_unreachable_cluster_fails_fast_and_clearly(tmp_path, monkeypatch, tiny_llama):
     ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data]: pip install 'llm2vec-retriever[ray]'")
     started = time.perf_counter()
     with pytest.raises(IndexerError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'.*ray start --head"):
@@ -208,13 +198,13 @@ def test_unreachable_cluster_fails_fast_and_clearly(tmp_path, monkeypatch, model
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
     corpus = write_jsonl(tmp_path / "c.jsonl", records(range(2)))
     result = CliRunner().invoke(index_cli, ["build", str(tmp_path / "idx"), str(corpus), "--engine", "ray",
-                                            "--ray-address", "127.0.0.1:9", "--model", str(model_dir)])
+                                            "--ray-address", "127.0.0.1:9", "--model", str(tiny_llama)])
     assert result.exit_code == 1 and "cannot reach the Ray cluster" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "idx").exists()
 
 
 # ---------------------------------------------------------------------------- on a local Ray instance
-def test_ray_engine_builds_the_same_index_as_the_local_engine(tmp_path, ray_local, model_dir):
+def test_ray_engine_builds_the_same_index_as_the_local_engine(tmp_path, ray_local, tiny_llama):
     """JSONL (a bad line, an empty text), text files and Parquet; a duplicate id across files."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -225,12 +215,12 @@ def test_ray_engine_builds_the_same_index_as_the_local_engine(tmp_path, ray_loca
     (notes / "one.md").write_text("# One\n\n" + text_of(40, 60))
     (notes / "two.txt").write_text(text_of(41, 12))
     second = records(range(7, 12)) + [{"_id": "r3", "title": "dup", "text": "a second r3"}]
-    local = local_index(tmp_path / "local", model_dir, [first, notes, write_jsonl(tmp_path / "b.jsonl", second)])
+    local = local_index(tmp_path / "local", tiny_llama, [first, notes, write_jsonl(tmp_path / "b.jsonl", second)])
     parquet = tmp_path / "b.parquet"
     pq.write_table(pa.Table.from_pylist(second), parquet, row_group_size=2)
 
     args = ["build", str(tmp_path / "ray"), str(first), str(notes), str(parquet), "--engine", "ray", "--model",
-            str(model_dir), "--chunk-tokens", "24", "--overlap", "6", "--batch-size", "8", "--shard-docs", "3",
+            str(tiny_llama), "--chunk-tokens", "24", "--overlap", "6", "--batch-size", "8", "--shard-docs", "3",
             "--concurrency", "1"]
     result = CliRunner().invoke(index_cli, args)
     assert result.exit_code == 0, result.output
@@ -259,25 +249,25 @@ class DyingEncoder:
         return encoder
 
 
-def test_a_dying_worker_fails_the_build_clearly_and_nothing_is_half_committed(tmp_path, ray_local, model_dir):
+def test_a_dying_worker_fails_the_build_clearly_and_nothing_is_half_committed(tmp_path, ray_local, tiny_llama):
     rows = records(range(6))
     rows[4]["text"] += " POISON"
     corpus = write_jsonl(tmp_path / "c.jsonl", rows)
-    with Indexer(tmp_path / "ray", model=str(model_dir), **CHUNKING) as indexer:
+    with Indexer(tmp_path / "ray", model=str(tiny_llama), **CHUNKING) as indexer:
         with pytest.raises(ShardError, match=r"shard \w+ \(documents 'r3' \.\. 'r5'\): its worker died 1 time\(s\) "
                                              r"while encoding it.*rerun the same command to resume"):
             build_with_ray(indexer, [corpus], options=RayOptions(shard_docs=3, max_attempts=1),
-                           load_encoder=DyingEncoder(str(model_dir)))
+                           load_encoder=DyingEncoder(str(tiny_llama)))
         committed = indexer.committed_shards()
         counts = rows_of(indexer.path)
         assert len(committed) <= 1 and len(counts["documents"]) == 3 * len(committed)
         assert {row[0] for row in counts["chunks"]} == set(indexer.store.vectors.ids().tolist())
 
 
-def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shards(tmp_path, ray_local, model_dir,
-                                                                                   encoder):
+def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shards(tmp_path, ray_local, tiny_llama,
+                                                                                   tiny_encoder):
     corpus = write_jsonl(tmp_path / "c.jsonl", records(range(12)))
-    local = local_index(tmp_path / "local", model_dir, [corpus])
+    local = local_index(tmp_path / "local", tiny_llama, [corpus])
     options = RayOptions(shard_docs=3)  # shards: r0-2, r3-5, r6-8, r9-11
 
     committed: list[int] = []
@@ -287,7 +277,7 @@ def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shar
         if len(committed) == 2:
             raise KeyboardInterrupt
 
-    with Indexer(tmp_path / "ray", model=str(model_dir), **CHUNKING) as indexer:
+    with Indexer(tmp_path / "ray", model=str(tiny_llama), **CHUNKING) as indexer:
         with pytest.raises(KeyboardInterrupt):
             build_with_ray(indexer, [corpus], options=options, progress=interrupt_after_two_shards)
         assert len(indexer.committed_shards()) == 2 and indexer.store.counts()["documents"] == 6
@@ -295,9 +285,9 @@ def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shar
         settings = ShardSettings.of(indexer)
         docs = list(iter_documents([corpus]))
         docs = [Document(d["id"], d["text"], d["metadata"], d["source"]) for d in docs]
-        whole = encode_shard(encoder, docs[9:], [], settings, batch_size=8)
+        whole = encode_shard(tiny_encoder, docs[9:], [], settings, batch_size=8)
         write_shard(indexer.path / "shards", whole.name, shard_bytes(whole))
-        cut = encode_shard(encoder, docs[6:9], [], settings, batch_size=8)
+        cut = encode_shard(tiny_encoder, docs[6:9], [], settings, batch_size=8)
         data = shard_bytes(cut)
         shard_path(indexer.path / "shards", cut.name).write_bytes(data[: len(data) // 2])
 
@@ -307,9 +297,9 @@ def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shar
     assert_same_index(local, tmp_path / "ray")
 
 
-def test_asking_for_gpus_the_cluster_lacks_fails_fast(tmp_path, ray_local, encoder):
+def test_asking_for_gpus_the_cluster_lacks_fails_fast(tmp_path, ray_local, tiny_encoder):
     corpus = write_jsonl(tmp_path / "c.jsonl", records(range(2)))
-    with Indexer(tmp_path / "idx", encoder, **CHUNKING) as indexer:
+    with Indexer(tmp_path / "idx", tiny_encoder, **CHUNKING) as indexer:
         with pytest.raises(IndexerError, match=r"asks for 1 GPU\(s\) but the Ray cluster has 0"):
             build_with_ray(indexer, [corpus], options=RayOptions(num_gpus_per_worker=1))
         assert indexer.store.counts()["documents"] == 0
