@@ -39,6 +39,7 @@ import numpy as np
 from .documents import DEFAULT_MAX_CHARS, Document, as_document
 from .errors import DocumentError, EncoderMismatchError, IndexerError, SourceError
 from .ingest import SUPPORTED, IngestReport, RecordFields, count_documents, expand_sources, read_file
+from .llm2vec.config import check_positive_ints
 from .loading import encoder_from_manifest
 from .shards import (SUFFIX, ShardError, ShardSettings, commit_shard, encode_shard, indexed_keys, parse_shard,
                      read_shard, shard_bytes, shard_name, shard_path, write_shard)
@@ -68,9 +69,7 @@ class RayOptions:
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "shard_docs", "max_attempts"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_positive_ints(self, ("concurrency", "shard_docs", "max_attempts"))
         if self.num_gpus_per_worker < 0 or self.num_cpus_per_worker <= 0:
             raise ValueError("num_gpus_per_worker must be >= 0 and num_cpus_per_worker > 0")
 

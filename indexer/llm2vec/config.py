@@ -13,6 +13,14 @@ CONFIG_NAME = "llm2vec_config.json"
 POOLING_MODES = ("mean", "weighted_mean", "eos_token", "last_token", "bos_token")
 
 
+def check_positive_ints(settings: object, names: tuple[str, ...]) -> None:
+    """Raise ValueError naming the first of `names` on `settings` that is not a positive integer."""
+    for name in names:
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class LLM2VecConfig:
     """Pooling and length settings of an encoder.
@@ -31,10 +39,7 @@ class LLM2VecConfig:
             raise ValueError(
                 f"unknown pooling mode {self.pooling_mode!r}; choose one of {', '.join(POOLING_MODES)}"
             )
-        for name in ("max_length", "doc_max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("max_length", "doc_max_length"))
 
     @classmethod
     def read(cls, directory: str | Path) -> dict:

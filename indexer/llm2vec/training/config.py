@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from ..config import check_positive_ints
+
 STAGES = ("mntp", "simcse", "supervised")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -68,9 +70,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
-        for name in ("max_steps", "batch_size", "grad_accum", "max_length", "save_steps", "log_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_positive_ints(self, ("max_steps", "batch_size", "grad_accum", "max_length", "save_steps", "log_steps"))
         if self.mask_ratio is not None and not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.bf16 not in ("auto", "true", "false"):
