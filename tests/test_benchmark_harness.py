@@ -58,3 +58,5 @@ def test_llm2vec_system_runs_through_the_indexer_and_retriever(dataset_dir, tiny
     index_dirs = list((tmp_path / "work").glob("*/*"))
     assert [d.name for d in index_dirs] == [tiny_encoder.fingerprint()]
     assert beir.run_llm2vec(dataset, tiny_encoder, "generic") == run  # the kept index is reused as is
+    fused = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
+    assert fused.keys() == run.keys() and fused != run
