@@ -90,6 +90,7 @@ class LLM2VecRetriever(BaseRetriever):
     Construct with `index_dir=` (the encoder the manifest names is loaded once and cached) or with
     an open `retriever=`. `search_type` is "similarity", "mmr" or "hybrid" (dense + BM25 by RRF);
     every search option can also be passed per call: `retriever.invoke("q", k=3, filter={...})`.
+    `close()` (or a `with` block) releases the index.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -113,6 +114,16 @@ class LLM2VecRetriever(BaseRetriever):
             if values.get("retriever") is None:
                 values["retriever"] = Retriever.open(index_dir)
         return values
+
+    def close(self) -> None:
+        """Close the index (its SQLite connection and FAISS snapshot); the retriever is unusable after."""
+        self.retriever.close()
+
+    def __enter__(self) -> "LLM2VecRetriever":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any

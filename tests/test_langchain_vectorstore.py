@@ -86,6 +86,15 @@ def test_retriever_documents_and_options(built_index: str) -> None:
         retriever.invoke("foxes", search_type="nearest")
 
 
+def test_retriever_closes_its_index(built_index: str) -> None:
+    import sqlite3
+
+    with LLM2VecRetriever(index_dir=built_index, k=1) as retriever:
+        assert len(retriever.invoke("foxes")) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        retriever.invoke("foxes")
+
+
 def test_store_over_an_index_built_by_the_indexer(built_index: str, tmp_path: Path) -> None:
     embeddings = LLM2VecEmbeddings(encoder=Retriever.open(built_index).encoder, task="qa")
     store = LLM2VecVectorStore(embeddings, built_index)
