@@ -14,6 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .documents import DEFAULT_MAX_CHARS
 from .errors import IndexerError
+from .filter_cli import filter_options, parse_filters
 from .ingest import IngestReport, RecordFields, count_documents, iter_documents
 from .llm2vec import LLM2VecError
 from .loading import DEFAULT_MODEL
@@ -116,7 +117,7 @@ def index() -> None:
     \b
       l2v index build my-index docs/                # .txt .md .html .pdf .jsonl .csv
       l2v index add my-index more-docs/ notes.md     # with the index's own encoder
-      l2v index delete my-index --where year=2019
+      l2v index delete my-index --filter year=2019
       l2v index stats my-index
     """
 
@@ -220,40 +221,28 @@ def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, meta
         _ingest(indexer, sources, _fields(text_fields, id_fields, metadata_fields))
 
 
-def _parse_where(items: tuple[str, ...]) -> dict[str, Any]:
-    where: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--where")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        where.setdefault(key, []).append(value)
-    return {k: v[0] if len(v) == 1 else v for k, v in where.items()}
-
-
 @index.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--id", "ids", multiple=True, help="Document id to delete; repeat for more.")
-@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
-              help="Delete documents whose metadata KEY equals VALUE (JSON-parsed: 2019 is a number, "
-                   "\"2019\" a string); keys combine with AND, a repeated key means any of its values.")
-def delete(index_dir: Path, ids: tuple[str, ...], where: tuple[str, ...]) -> None:
-    """Delete documents (all their chunks) from INDEX_DIR by id and/or metadata.
+@filter_options
+def delete(index_dir: Path, ids: tuple[str, ...], conditions: tuple[str, ...], filter_json: str | None) -> None:
+    """Delete documents (all their chunks) from INDEX_DIR by id and/or metadata filter.
 
     \b
     Examples:
       l2v index delete my-index --id doc-17 --id doc-18
-      l2v index delete my-index --where source=wiki --where year=2019
+      l2v index delete my-index --filter source=wiki --filter "year<2019"
+      l2v index delete my-index --filter-json '{"tags": {"$in": ["draft", "spam"]}}'
+
+    Filters are those of `l2v search` (values read as JSON when they parse: year=2019 is a
+    number, 'year="2019"' a string); a field no document has is an error, not a silent no-op.
     """
-    if not ids and not where:
-        raise click.UsageError("give --id and/or --where")
-    conditions = _parse_where(where) if where else None
+    where = parse_filters(conditions, filter_json)
+    if not ids and where is None:
+        raise click.UsageError("give --id and/or --filter/--filter-json")
     try:
         with Indexer.open(index_dir) as indexer:
-            deleted = indexer.delete(ids=list(ids) or None, where=conditions)
+            deleted = indexer.delete(ids=list(ids) or None, where=where)
             counts = indexer.store.counts()
     except (IndexerError, LLM2VecError, ValueError) as exc:
         raise _fail(exc) from None

@@ -19,6 +19,14 @@ class IndexLockedError(IndexerError):
     """Another process is writing to the index."""
 
 
+class FilterError(IndexerError, ValueError):
+    """A malformed metadata filter: unknown operator, wrong value type, bad field name."""
+
+
+class UnknownFieldError(FilterError):
+    """A filter names a metadata field that no document in the index has."""
+
+
 class DocumentError(IndexerError, ValueError):
     """A document cannot be indexed: empty or oversized text, bad id or metadata, duplicate id."""
 

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .chunking import Chunk, check_chunking, chunk_text
 from .documents import DEFAULT_MAX_CHARS, Document, as_document
 from .errors import DocumentError, IndexerError, IndexFormatError
 from .faiss_index import AUTO, auto_factory, validate_factory
+from .filters import check_fields, compile_filter
 from .llm2vec import LLM2VecEncoder
 from .loading import DEFAULT_MODEL, encoder_from_manifest
 from .lock import WriteLock
@@ -53,24 +54,6 @@ class AddStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def metadata_where(where: dict[str, Any]) -> tuple[str, list[Any]]:
-    """A parametrised WHERE clause over `documents d` for {key: value} equalities (lists mean IN)."""
-    clauses, params = [], []
-    for key, value in where.items():
-        if not isinstance(key, str) or not key or '"' in key:
-            raise ValueError(f"metadata key {key!r} must be a non-empty string without double quotes")
-        path = f'$."{key}"'
-        values = value if isinstance(value, (list, tuple)) else [value]
-        values = [int(v) if isinstance(v, bool) else v for v in values]
-        if any(v is None for v in values):
-            raise ValueError(f"metadata key {key!r}: None cannot be matched; give a value")
-        clauses.append(f"json_extract(d.metadata, ?) IN ({', '.join('?' * len(values))})")
-        params += [path, *values]
-    if not clauses:
-        raise ValueError("where must name at least one metadata key")
-    return " AND ".join(clauses), params
 
 
 def _created_files_only(path: Path) -> bool:
@@ -357,8 +340,10 @@ class Indexer:
         self.store.db.conn.executemany("UPDATE state SET value = ? WHERE key = ?",
                                        [(generation, "generation"), (next_id, "next_chunk_id")])
 
-    def delete(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None) -> int:
-        """Delete documents by id and/or by metadata equality (`where={"year": 2020}`); returns how many."""
+    def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None) -> int:
+        """Delete documents by id and/or by a metadata filter (the language of `indexer.filters`, as
+        in search: `where={"year": {"$lt": 2020}}`); returns how many. A filter naming a field no
+        document has raises `UnknownFieldError` rather than deleting nothing."""
         if ids is None and where is None:
             raise ValueError("give ids, where, or both")
         if isinstance(ids, str):
@@ -369,8 +354,10 @@ class Indexer:
         try:
             doc_ids = set(ids or [])
             if where is not None:
-                clause, params = metadata_where(where)
-                doc_ids |= {row[0] for row in db.execute(f"SELECT d.id FROM documents d WHERE {clause}", params)}
+                compiled = compile_filter(where)
+                check_fields(db, compiled.fields)
+                doc_ids |= {row[0] for row in db.execute(f"SELECT d.id FROM documents d WHERE {compiled.sql}",
+                                                         list(compiled.params))}
             doc_ids = sorted(d for d in doc_ids
                              if db.execute("SELECT 1 FROM documents WHERE id = ?", [d]).fetchone() is not None)
             removed = self._drop_chunks(doc_ids, generation)

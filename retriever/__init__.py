@@ -16,7 +16,7 @@ from .errors import (
     UnknownFieldError,
     UnknownTaskError,
 )
-from .filters import compile_filter
+from indexer.filters import compile_filter
 from .fusion import reciprocal_rank_fusion
 from .instructions import DEFAULT_TASK, TASKS, Task, get_task, resolve_instruction
 from .mmr import maximal_marginal_relevance

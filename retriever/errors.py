@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+from indexer.errors import FilterError, UnknownFieldError  # shared with Indexer.delete(where=...)
+
+__all__ = ["FilterError", "IndexMismatchError", "IndexOpenError", "RetrieverError", "UnknownFieldError",
+           "UnknownTaskError"]
+
 
 class RetrieverError(ValueError):
-    """Base class of every error the retriever raises on purpose (bad query, k, filter, task, index)."""
+    """Base class of every error the retriever raises on purpose (bad query, k, task, index);
+    a bad metadata filter raises `FilterError`, shared with the indexer."""
 
 
 class UnknownTaskError(RetrieverError):
     """A `task=` name that is not in the instruction registry."""
-
-
-class FilterError(RetrieverError):
-    """A malformed metadata filter: unknown operator, wrong value type, bad field name."""
-
-
-class UnknownFieldError(FilterError):
-    """A filter names a metadata field that no document in the index has."""
 
 
 class IndexMismatchError(RetrieverError):

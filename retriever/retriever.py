@@ -21,7 +21,7 @@ from indexer.store import IndexStore
 
 from .encoders import check_compatible, encoder_for_manifest
 from .errors import IndexOpenError, RetrieverError
-from .filters import check_fields, compile_filter
+from indexer.filters import check_fields, compile_filter
 from .fusion import reciprocal_rank_fusion
 from .instructions import resolve_instruction
 from .mmr import maximal_marginal_relevance
@@ -154,7 +154,7 @@ class Retriever:
     ) -> list[Hit]:
         """The best `k` chunks for `query`, best first (fewer when fewer match).
 
-        `filter` restricts to documents whose metadata matches (see `retriever.filters`);
+        `filter` restricts to documents whose metadata matches (see `indexer.filters`);
         `score_threshold` drops hits scoring below it; `mmr=True` picks `k` diverse hits from
         `fetch_k` (default `max(4k, 20)`) candidates with `lambda_mult` (1 = relevance only);
         `hybrid=True` fuses BM25 keyword hits with the dense ones (RRF). A `k` larger than the

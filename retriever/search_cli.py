@@ -3,53 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from typing import Any
 
 import click
 
 from indexer.errors import IndexerError
+from indexer.filter_cli import filter_options, parse_filters
 from indexer.llm2vec import LLM2VecError
 
 from .errors import RetrieverError
 from .instructions import TASKS
 from .retriever import Hit, Retriever
 from .sharded import ShardedRetriever
-
-_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$")
-_OPERATORS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
-
-
-def parse_value(text: str) -> Any:
-    """A filter value from the shell: a JSON scalar if it parses as one (42, 2.5, true, null, "x"), else the text."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return value if value is None or isinstance(value, (str, int, float, bool)) else text
-
-
-def parse_filters(conditions: tuple[str, ...], filter_json: str | None) -> dict[str, Any] | None:
-    """Combine `--filter key<op>value` conditions and a `--filter-json` object into one filter (AND)."""
-    parts: list[dict[str, Any]] = []
-    for condition in conditions:
-        match = _CONDITION.match(condition)
-        if not match or not match.group(1):
-            raise click.BadParameter(f"{condition!r} is not KEY=VALUE (or KEY>=VALUE, KEY!=VALUE, ...)",
-                                     param_hint="--filter")
-        key, op, value = match.groups()
-        parts.append({key: {_OPERATORS[op]: parse_value(value)}})
-    if filter_json is not None:
-        try:
-            parsed = json.loads(filter_json)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint="--filter-json") from None
-        parts.append(parsed)
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else {"$and": parts}
-
 
 def _table(hits: list[Hit]) -> str:
     width = shutil.get_terminal_size((100, 20)).columns
@@ -70,10 +35,7 @@ def _table(hits: list[Hit]) -> str:
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many hits to return.")
 @click.option("--task", "-t", help="Task whose instruction the query gets (default: the index's, else generic).")
 @click.option("--instruction", "-i", help='Explicit query instruction instead of a task ("" for none).')
-@click.option("--filter", "-f", "conditions", multiple=True, metavar="KEY=VALUE",
-              help="Metadata condition; also KEY>=V, KEY<V, KEY!=V ... Repeat to AND several.")
-@click.option("--filter-json", metavar="JSON",
-              help='Full filter language, e.g. \'{"$or": [{"lang": "en"}, {"year": {"$gte": 2020}}]}\'.')
+@filter_options
 @click.option("--hybrid", is_flag=True, help="Fuse BM25 keyword hits with the dense hits (reciprocal rank fusion).")
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
 @click.option("--threshold", type=float, help="Drop hits scoring below this (cosine similarity).")
@@ -97,7 +59,7 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
       l2v search part-0 "lora rank" --shard part-1 --shard part-2
 
     Filter values are read as JSON when they parse (year=2020 is a number, flag=true a boolean,
-    'name="42"' the string 42), else as text.
+    'name="42"' the string 42), else as text; `l2v index delete` takes the same filters.
     """
     if task is not None and instruction is not None:
         raise click.UsageError("give --task or --instruction, not both")

@@ -69,7 +69,7 @@ class LLM2VecVectorStore(VectorStore):
     """A LangChain vector store in an index directory (a temporary one when `index_dir` is None).
 
     Scores are cosine similarities; relevance scores map them to [0, 1] as (1 + cos) / 2. `filter`
-    takes the metadata filter language of `retriever.filters`. Holds the index's write lock until
+    takes the metadata filter language of `indexer.filters`. Holds the index's write lock until
     `close()`: one writer per index directory at a time.
     """
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from retriever.errors import FilterError, RetrieverError, UnknownFieldError
-from retriever.filters import check_fields, compile_filter, json_path
+from retriever.errors import FilterError, UnknownFieldError
+from indexer.filters import check_fields, compile_filter, json_path
 
 DOCS = {
     "a": {"lang": "en", "year": 2020, "tags": ["x", "y"], "ok": True, "author": {"name": "Ada"}},
@@ -103,7 +103,7 @@ def test_malformed_filters(filter: dict, message: str) -> None:
 
 
 def test_filter_must_be_a_mapping() -> None:
-    with pytest.raises(RetrieverError, match="a filter is an object"):
+    with pytest.raises(FilterError, match="a filter is an object"):
         compile_filter(["lang", "en"])  # type: ignore[arg-type]
 
 

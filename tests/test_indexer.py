@@ -17,8 +17,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from indexer import (DocumentError, EncodedBatch, EncoderMismatchError, Indexer, IndexFormatError, IndexLockedError,
-                     IndexStore, LLM2VecEncoder, encode_documents)
+from indexer import (DocumentError, EncodedBatch, EncoderMismatchError, FilterError, Indexer, IndexFormatError,
+                     IndexLockedError, IndexStore, LLM2VecEncoder, UnknownFieldError, encode_documents)
 from indexer.chunking import Chunk, chunk_text
 from indexer.documents import Document, as_document
 from indexer.manifest import FORMAT_VERSION
@@ -140,11 +140,13 @@ def test_delete_by_id_and_by_metadata(tmp_path, tiny_encoder):
         indexer.add_documents(make_docs(9))
         assert indexer.delete(ids=["d0", "missing"]) == 1
         assert indexer.delete(where={"year": 2001, "tag": "odd"}) == 2  # d1, d7
-        assert indexer.delete(where={"year": [2002, 1990]}) == 3  # d2, d5, d8
+        assert indexer.delete(where={"year": {"$in": [2002, 1990]}}) == 3  # d2, d5, d8
         remaining = {d["id"] for d in indexer.store.get_documents([f"d{i}" for i in range(9)])}
         assert remaining == {"d3", "d4", "d6"}
-        with pytest.raises(ValueError):
-            indexer.delete(where={'bad"key': 1})
+        with pytest.raises(FilterError, match="unknown operator"):
+            indexer.delete(where={"year": {"$like": 1}})
+        with pytest.raises(UnknownFieldError, match="'yaer'"):
+            indexer.delete(where={"yaer": 2003})
     assert_consistent(tmp_path / "idx")
 
 
@@ -347,7 +349,7 @@ def test_cli_build_stats_delete_and_bad_input(tmp_path, tiny_llama):
     stats = json.loads(result.output)
     assert stats["documents"] == 6 and stats["vectors"] == stats["chunks"] and stats["factory"] == "Flat"
     assert "T3\n\n" in IndexStore.open(index).get_documents(["c3"])[0]["text"]  # BEIR: title + text
-    result = run_cli("index", "delete", index, "--where", "year=2001")
+    result = run_cli("index", "delete", index, "--filter", "year=2001")
     assert result.exit_code == 0 and "deleted 3 documents" in result.output
     # rebuilding the same sources brings the deleted ones back and skips the rest
     result = run_cli("index", "build", index, corpus)
@@ -356,7 +358,7 @@ def test_cli_build_stats_delete_and_bad_input(tmp_path, tiny_llama):
         (("index", "build", index, corpus, "--factory", "HNSW32"), "cannot change it"),
         (("index", "build", tmp_path / "new", corpus, "--model", tiny_llama, "--factory", "Bogus"), "cannot build factory"),
         (("index", "stats", tmp_path), "manifest.json is missing"),
-        (("index", "delete", index), "give --id and/or --where"),
+        (("index", "delete", index), "give --id and/or --filter/--filter-json"),
     ]:
         result = CliRunner().invoke(index_cli, [str(a) for a in args[1:]])
         assert result.exit_code != 0 and message in result.output, result.output

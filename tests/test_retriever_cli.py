@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from indexer import Indexer
 from retriever.cli import main
-from retriever.search_cli import parse_filters, parse_value
+from indexer.filter_cli import parse_filters, parse_value
 
 DOCS = [{"id": f"doc-{i}", "text": f"Passage {i}: " + ["foxes run", "encoders embed", "claims need proof"][i % 3],
          "metadata": {"lang": "en" if i % 2 else "fr", "year": 2018 + i}} for i in range(8)]

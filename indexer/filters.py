@@ -10,7 +10,8 @@ compare only with metadata values of the same JSON type (2020 never equals "2020
 operators take a number or a string). `$ne` and `$nin` also match documents that lack the field.
 Field names are validated and passed to `json_each` as bound JSON paths, as are all values:
 no user string is ever interpolated into SQL. The SQL is a WHERE clause over the `documents`
-table aliased `d`, as `IndexStore.chunk_ids_where` expects.
+table aliased `d`, as `IndexStore.chunk_ids_where` expects. The same language picks the documents
+`Indexer.delete(where=...)` removes and the hits `Retriever.search(filter=...)` may return.
 """
 
 from __future__ import annotations
