@@ -292,7 +292,7 @@ def grouped_bars(ax: plt.Axes, groups: list[str], series: list[str],
 
 def ablation(ctx: Context) -> list[str]:
     lines = ["## Ablation: what each LLM2Vec step adds", ""]
-    result = ctx.load("ablation.json")
+    result = ctx.load("ablation.json", "ablation-quick.json")  # full when there is one
     if result is None:
         return lines + not_run("python benchmarks/ablation.py")
     rows = result.data.get("rows", [])
