@@ -68,7 +68,7 @@ bench: $(VENV)/.bench-ready reference-venv
 bench-full: $(VENV)/.bench-ready reference-venv
 	$(call run_benchmarks,)
 
-# Reproduce the shipped adapters of the default model (about 1 h on 2 CPU cores): each stage
+# Reproduce the shipped adapters of the default model (about 1.5 h on 2 CPU cores): each stage
 # trains into .cache/train/ (rerun to resume) and is exported into the package.
 RECIPE := indexer/llm2vec/pretrained/smollm2-135m
 TRAIN_RUNS := .cache/train/smollm2-135m
@@ -83,7 +83,7 @@ train-default: setup
 	$(L2V) train simcse --config $(RECIPE)/simcse.yaml --data $(DATA)/wiki_text/paragraphs.txt -a $(RECIPE)/mntp --output $(TRAIN_RUNS)/simcse
 	$(L2V) train export $(TRAIN_RUNS)/simcse $(RECIPE)/simcse
 
-# The ablation table (benchmarks/results/ablation-quick.json; about 1 h on 2 CPU cores).
+# The ablation table (benchmarks/results/ablation-quick.json; about 45 min on 2 CPU cores).
 .PHONY: ablation
 ablation: $(VENV)/.bench-ready
 	$(PY) benchmarks/ablation.py --data $(DATA)
