@@ -41,7 +41,7 @@ $(REF_VENV)/.ready:
 
 reference-venv: $(REF_VENV)/.ready
 
-# Benchmarks, then benchmarks/report.py (RESULTS.md + plots). `bench`: the quick suite, under
+# Benchmarks, then benchmarks/report.py (RESULTS.md + plots). `bench`: the quick suite, about
 # 30 minutes on 2 cores; `bench-full`: full sizes (hours; 1M-vector indexes need ~10 GB disk).
 # DATA holds the BEIR-layout datasets (scifact, cacm, npl).
 DATA ?= ../shared/data
