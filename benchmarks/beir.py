@@ -26,6 +26,7 @@ higher than on the full one for every system; compare systems within a table, no
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import random
@@ -197,7 +198,9 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
     return run
 
 
-def load_llm(model: str, adapters: Sequence[str], *, bidirectional: bool) -> Any:
+@functools.cache
+def load_llm(model: str, adapters: tuple[str, ...], *, bidirectional: bool) -> Any:
+    """The encoder of an LLM system, loaded once per process (`llm2vec` and `hybrid` share it)."""
     from indexer import LLM2VecEncoder
 
     return LLM2VecEncoder.from_pretrained(model, list(adapters), bidirectional=bidirectional, pooling="mean")
@@ -212,14 +215,12 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     base = args.model.partition(":")[0]
     if name == "causal":
         label = f"{base}:base (causal, mean)"
-        return label, lambda ds: run_llm2vec(ds, load_llm(f"{base}:base", [], bidirectional=False), args.task)
-    if name == "llm2vec":
-        label = args.model + "".join(f" + {a}" for a in args.adapter)
-        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, args.adapter, bidirectional=True), args.task)
-    if name == "hybrid":
-        label = args.model + "".join(f" + {a}" for a in args.adapter) + " + SQLite FTS5 BM25 (RRF)"
-        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, args.adapter, bidirectional=True), args.task,
-                                             hybrid=True)
+        return label, lambda ds: run_llm2vec(ds, load_llm(f"{base}:base", (), bidirectional=False), args.task)
+    if name in ("llm2vec", "hybrid"):
+        hybrid = name == "hybrid"
+        label = args.model + "".join(f" + {a}" for a in args.adapter) + (" + SQLite FTS5 BM25 (RRF)" if hybrid else "")
+        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True),
+                                             args.task, hybrid=hybrid)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 
