@@ -38,6 +38,9 @@ def _source_options(command: Callable) -> Callable:
                      help="JSONL/CSV field(s) holding the document id, first present wins [default: _id, id]."),
         click.option("--metadata-field", "metadata_fields", multiple=True, metavar="NAME",
                      help="JSONL/CSV field(s) to keep as metadata [default: every other field]."),
+        click.option("--csv-strings", is_flag=True,
+                     help="Keep CSV cells as strings [default: typed: 2021 -> int, 3.5 -> float, true -> bool, "
+                          "empty -> null; 007 and id/text columns stay strings]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
                      help="Chunks encoded (and committed) together."),
         click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
@@ -48,10 +51,11 @@ def _source_options(command: Callable) -> Callable:
     return command
 
 
-def _fields(text_fields: tuple[str, ...], id_fields: tuple[str, ...], metadata_fields: tuple[str, ...]) -> RecordFields:
+def _fields(text_fields: tuple[str, ...], id_fields: tuple[str, ...], metadata_fields: tuple[str, ...],
+            csv_strings: bool = False) -> RecordFields:
     defaults = RecordFields()
     return RecordFields(id_fields=id_fields or defaults.id_fields, text_fields=text_fields or defaults.text_fields,
-                        metadata_fields=metadata_fields or None)
+                        metadata_fields=metadata_fields or None, csv_types=not csv_strings)
 
 
 def _ingest(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields) -> None:
@@ -152,7 +156,8 @@ def index() -> None:
               help="[ray] CPUs (torch threads) per CPU replica [default: 1].")
 @click.option("--shard-docs", type=click.IntRange(min=1), default=None,
               help="[ray] Documents per embedding shard: the unit of work, commit and resume [default: 256].")
-def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, batch_size: int,
+def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, csv_strings: bool,
+          batch_size: int,
           max_chars: int, model: str | None, adapters: tuple[str, ...], factory: str | None,
           chunk_tokens: int | None, overlap: int | None, document_instruction: str | None, engine: str,
           ray_address: str | None, concurrency: int | None, num_gpus_per_worker: float | None,
@@ -176,7 +181,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
     if engine == "local" and any(v is not None for v in ray_settings.values()):
         given = ", ".join("--" + k.replace("_", "-") for k, v in ray_settings.items() if v is not None)
         raise click.UsageError(f"{given} only apply with --engine ray")
-    fields = _fields(text_fields, id_fields, metadata_fields)
+    fields = _fields(text_fields, id_fields, metadata_fields, csv_strings)
     expected = count_documents(sources, fields) if factory == "auto" else None
     session = contextlib.nullcontext()
     if engine == "ray":
@@ -204,8 +209,8 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
 @index.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_source_options
-def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, batch_size: int,
-        max_chars: int) -> None:
+def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, csv_strings: bool,
+        batch_size: int, max_chars: int) -> None:
     """Add (or update) documents from SOURCE in an existing INDEX_DIR, with its own encoder.
 
     \b
@@ -218,7 +223,7 @@ def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, meta
     except (IndexerError, LLM2VecError, ValueError) as exc:
         raise _fail(exc) from None
     with indexer:
-        _ingest(indexer, sources, _fields(text_fields, id_fields, metadata_fields))
+        _ingest(indexer, sources, _fields(text_fields, id_fields, metadata_fields, csv_strings))
 
 
 @index.command()

@@ -52,7 +52,7 @@ def test_directory_of_every_format(tmp_path):
     assert by_id["sub/b.md"]["metadata"]["title"] == "Title here"
     assert by_id["c.html"]["text"] == "T\nHello\nworld" and by_id["c.html"]["metadata"]["title"] == "T"
     assert "Hello from a PDF" in by_id["d.pdf"]["text"] and by_id["d.pdf"]["metadata"]["pages"] == 1
-    assert by_id["r1"]["text"] == "Row one\n\nfirst row" and by_id["r1"]["metadata"] == {"title": "Row one", "year": "2020"}
+    assert by_id["r1"]["text"] == "Row one\n\nfirst row" and by_id["r1"]["metadata"] == {"title": "Row one", "year": 2020}
     assert by_id["r2"]["text"] == "second row"
     assert by_id["j1"]["text"] == "J\n\njson text" and by_id["j1"]["metadata"] == {"title": "J", "url": "u"}
     assert report.skipped == [] and report.files == 6 and report.documents == 7

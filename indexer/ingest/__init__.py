@@ -5,6 +5,7 @@ A directory is walked recursively (hidden files and unknown extensions are ignor
 that cannot be read (undecodable, corrupt, empty) or a bad record is skipped, logged and listed
 in `IngestReport.skipped`, so one bad file among many never stops a build. File documents get
 their path relative to the directory given (or their name) as id; records use `id_field`.
+CSV cells become ints, floats, bools or null where the whole cell is one (`records.type_cell`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Iterator, Sequence
 
 from ..errors import SourceError
 from .files import read_html, read_pdf, read_text
-from .records import RecordFields, iter_csv, iter_jsonl
+from .records import RecordFields, iter_csv, iter_jsonl, type_cell
 
 log = logging.getLogger(__name__)
 
@@ -103,4 +104,5 @@ def count_documents(sources: Sequence[str | Path], fields: RecordFields | None =
     return max(total, 0)
 
 
-__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "expand_sources", "iter_documents", "read_file"]
+__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "expand_sources", "iter_documents", "read_file",
+           "type_cell"]
