@@ -10,7 +10,7 @@ and `retrieval` entry); the model stays loaded in the server, so the client star
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -21,7 +21,8 @@ from pydantic import Field, SecretStr
 from .errors import RetrieverError
 from .retriever import Hit
 
-SEARCH_TYPES = ("similarity", "mmr", "hybrid")
+SearchType = Literal["similarity", "mmr", "hybrid"]
+SEARCH_TYPES = get_args(SearchType)
 
 
 class LLM2VecRemoteRetriever(BaseRetriever):
@@ -32,7 +33,7 @@ class LLM2VecRemoteRetriever(BaseRetriever):
     index: str
     api_key: SecretStr | None = None
     k: int = Field(default=4, ge=1)
-    search_type: Literal["similarity", "mmr", "hybrid"] = "similarity"
+    search_type: SearchType = "similarity"
     task: str | None = None
     instruction: str | None = None
     filter: dict[str, Any] | None = None
