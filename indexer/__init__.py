@@ -1,35 +1,30 @@
-"""Indexer: documents to LLM2Vec vectors in a FAISS index with SQLite metadata."""
+"""Indexer: documents to LLM2Vec vectors in a FAISS index with SQLite metadata.
 
-from .documents import Document
-from .errors import (DocumentError, EncoderMismatchError, FilterError, IndexerError, IndexFormatError,
-                     IndexLockedError, SourceError, UnknownFieldError)
-from .filters import compile_filter
-from .llm2vec import LLM2VecEncoder
-from .pipeline import EncodedBatch, encode_documents
-from .ray_engine import RayBuildStats, RayOptions, build_with_ray
-from .shards import ShardError
-from .store import IndexStore
-from .writer import AddStats, Indexer
+Names are exported lazily (`indexer.lazy`): `import indexer` loads neither torch nor FAISS;
+`from indexer import Indexer` loads what `Indexer` needs.
+"""
 
-__all__ = [
-    "AddStats",
-    "Document",
-    "DocumentError",
-    "EncodedBatch",
-    "EncoderMismatchError",
-    "FilterError",
-    "IndexFormatError",
-    "IndexLockedError",
-    "IndexStore",
-    "Indexer",
-    "IndexerError",
-    "LLM2VecEncoder",
-    "RayBuildStats",
-    "RayOptions",
-    "ShardError",
-    "SourceError",
-    "UnknownFieldError",
-    "build_with_ray",
-    "compile_filter",
-    "encode_documents",
-]
+from .lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "AddStats": ".writer",
+    "Document": ".documents",
+    "DocumentError": ".errors",
+    "EncodedBatch": ".pipeline",
+    "EncoderMismatchError": ".errors",
+    "FilterError": ".errors",
+    "IndexFormatError": ".errors",
+    "IndexLockedError": ".errors",
+    "IndexStore": ".store",
+    "Indexer": ".writer",
+    "IndexerError": ".errors",
+    "LLM2VecEncoder": ".llm2vec",
+    "RayBuildStats": ".ray_engine",
+    "RayOptions": ".ray_engine",
+    "ShardError": ".shards",
+    "SourceError": ".errors",
+    "UnknownFieldError": ".errors",
+    "build_with_ray": ".ray_engine",
+    "compile_filter": ".filters",
+    "encode_documents": ".pipeline",
+})

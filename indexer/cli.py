@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 from tqdm import tqdm
@@ -18,9 +18,10 @@ from .filter_cli import filter_options, parse_filters
 from .ingest import IngestReport, RecordFields, count_documents, iter_documents
 from .llm2vec import LLM2VecError
 from .loading import DEFAULT_MODEL
-from .ray_engine import RayBuildStats, RayOptions, build_with_ray, count_sources, ray_session
-from .store import IndexStore
-from .writer import AddStats, Indexer
+
+if TYPE_CHECKING:  # the writer and the Ray engine import torch: only inside the commands that need them
+    from .ray_engine import RayBuildStats, RayOptions
+    from .writer import AddStats, Indexer
 
 _SHOWN_SKIPS = 10
 
@@ -75,6 +76,8 @@ def _ingest(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields) -
 
 def _ingest_ray(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields, options: RayOptions,
                 max_chars: int) -> None:
+    from .ray_engine import build_with_ray, count_sources
+
     started = time.perf_counter()
     try:
         with logging_redirect_tqdm(), tqdm(total=count_sources(sources, fields) or None, unit="doc",
@@ -181,6 +184,9 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
     if engine == "local" and any(v is not None for v in ray_settings.values()):
         given = ", ".join("--" + k.replace("_", "-") for k, v in ray_settings.items() if v is not None)
         raise click.UsageError(f"{given} only apply with --engine ray")
+    from .ray_engine import RayOptions, ray_session
+    from .writer import Indexer
+
     fields = _fields(text_fields, id_fields, metadata_fields, csv_strings)
     expected = count_documents(sources, fields) if factory == "auto" else None
     session = contextlib.nullcontext()
@@ -218,6 +224,8 @@ def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, meta
       l2v index add my-index new-papers/
       l2v index add my-index extra.jsonl --text-field body --id-field doc_id
     """
+    from .writer import Indexer
+
     try:
         indexer = Indexer.open(index_dir, batch_size=batch_size, max_chars=max_chars)
     except (IndexerError, LLM2VecError, ValueError) as exc:
@@ -245,6 +253,8 @@ def delete(index_dir: Path, ids: tuple[str, ...], conditions: tuple[str, ...], f
     where = parse_filters(conditions, filter_json)
     if not ids and where is None:
         raise click.UsageError("give --id and/or --filter/--filter-json")
+    from .writer import Indexer  # it loads the encoder only for writes that need it, never for deletes
+
     try:
         with Indexer.open(index_dir) as indexer:
             deleted = indexer.delete(ids=list(ids) or None, where=where)
@@ -264,6 +274,8 @@ def stats(index_dir: Path, as_json: bool) -> None:
     Example:
       l2v index stats my-index --json
     """
+    from .store import IndexStore
+
     try:
         with IndexStore.open(index_dir) as store:
             info = store.stats()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .llm2vec import LLM2VecEncoder
+if TYPE_CHECKING:
+    from .llm2vec import LLM2VecEncoder
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -12,6 +13,8 @@ DEFAULT_MODEL = "smollm2-135m"
 def encoder_from_manifest(manifest: dict[str, Any], *, model: str | None = None,
                           adapters: Sequence[str] = (), **kwargs: Any) -> LLM2VecEncoder:
     """The encoder of `manifest` (`model`/`adapters` override the recorded paths, e.g. after a move)."""
+    from .llm2vec import LLM2VecEncoder  # torch: only when an encoder is loaded
+
     spec = manifest["encoder"]
     return LLM2VecEncoder.from_pretrained(
         model or spec["model"],

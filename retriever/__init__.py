@@ -6,39 +6,28 @@
             print(hit.score, hit.doc_id, hit.text)
 
 LangChain classes live in `retriever.langchain` (imported on demand, so the core stays light).
+Names are exported lazily (`indexer.lazy`): `import retriever` loads no model library until a
+name that needs one (`Retriever`, ...) is first used.
 """
 
-from .errors import (
-    FilterError,
-    IndexMismatchError,
-    IndexOpenError,
-    RetrieverError,
-    UnknownFieldError,
-    UnknownTaskError,
-)
-from indexer.filters import compile_filter
-from .fusion import reciprocal_rank_fusion
-from .instructions import DEFAULT_TASK, TASKS, Task, get_task, resolve_instruction
-from .mmr import maximal_marginal_relevance
-from .retriever import Hit, Retriever
-from .sharded import ShardedRetriever
+from indexer.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_TASK",
-    "TASKS",
-    "FilterError",
-    "Hit",
-    "IndexMismatchError",
-    "IndexOpenError",
-    "Retriever",
-    "RetrieverError",
-    "ShardedRetriever",
-    "Task",
-    "UnknownFieldError",
-    "UnknownTaskError",
-    "compile_filter",
-    "get_task",
-    "maximal_marginal_relevance",
-    "reciprocal_rank_fusion",
-    "resolve_instruction",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "DEFAULT_TASK": ".instructions",
+    "TASKS": ".instructions",
+    "FilterError": ".errors",
+    "Hit": ".retriever",
+    "IndexMismatchError": ".errors",
+    "IndexOpenError": ".errors",
+    "Retriever": ".retriever",
+    "RetrieverError": ".errors",
+    "ShardedRetriever": ".sharded",
+    "Task": ".instructions",
+    "UnknownFieldError": ".errors",
+    "UnknownTaskError": ".errors",
+    "compile_filter": "indexer.filters",
+    "get_task": ".instructions",
+    "maximal_marginal_relevance": ".mmr",
+    "reciprocal_rank_fusion": ".fusion",
+    "resolve_instruction": ".instructions",
+})

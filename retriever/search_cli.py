@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,8 +14,10 @@ from indexer.llm2vec import LLM2VecError
 
 from .errors import RetrieverError
 from .instructions import TASKS
-from .retriever import Hit, Retriever
-from .sharded import ShardedRetriever
+
+if TYPE_CHECKING:
+    from .retriever import Hit
+
 
 def _table(hits: list[Hit]) -> str:
     width = shutil.get_terminal_size((100, 20)).columns
@@ -66,6 +69,9 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     if shards and (mmr or hybrid):
         raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts")
     filter = parse_filters(conditions, filter_json)
+    from .retriever import Retriever  # the model libraries: only once a search runs
+    from .sharded import ShardedRetriever
+
     try:
         if shards:
             with ShardedRetriever.open([index_dir, *shards]) as sharded:

@@ -1,23 +1,23 @@
-"""LLM2Vec encoder: any decoder-only LLM as a bidirectional text encoder (transformers 5.x)."""
+"""LLM2Vec encoder: any decoder-only LLM as a bidirectional text encoder (transformers 5.x).
 
-from .attention import SUPPORTED_MODEL_TYPES, set_bidirectional
-from .config import CONFIG_NAME, POOLING_MODES, LLM2VecConfig
-from .encoder import LLM2VecEncoder
-from .errors import InputError, LLM2VecError, ModelLoadError, UnsupportedArchitectureError
-from .sources import EMBEDDED_MODELS, cache_dir, resolve_model
+Names are exported lazily (`indexer.lazy`): `from indexer.llm2vec import LLM2VecError` does not
+import torch; `LLM2VecEncoder` does, when first used.
+"""
 
-__all__ = [
-    "CONFIG_NAME",
-    "EMBEDDED_MODELS",
-    "POOLING_MODES",
-    "SUPPORTED_MODEL_TYPES",
-    "InputError",
-    "LLM2VecConfig",
-    "LLM2VecEncoder",
-    "LLM2VecError",
-    "ModelLoadError",
-    "UnsupportedArchitectureError",
-    "cache_dir",
-    "resolve_model",
-    "set_bidirectional",
-]
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "CONFIG_NAME": ".config",
+    "EMBEDDED_MODELS": ".sources",
+    "POOLING_MODES": ".config",
+    "SUPPORTED_MODEL_TYPES": ".attention",
+    "InputError": ".errors",
+    "LLM2VecConfig": ".config",
+    "LLM2VecEncoder": ".encoder",
+    "LLM2VecError": ".errors",
+    "ModelLoadError": ".errors",
+    "UnsupportedArchitectureError": ".errors",
+    "cache_dir": ".sources",
+    "resolve_model": ".sources",
+    "set_bidirectional": ".attention",
+})

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .config import POOLING_MODES
-from .encoder import LLM2VecEncoder
 from .errors import LLM2VecError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -64,6 +62,10 @@ def embed(model, adapters, pooling, causal, max_length, keep_case, batch_size, d
 
     The instruction is read by the model but left out of pooling, as in LLM2Vec.
     """
+    import numpy as np
+
+    from .encoder import LLM2VecEncoder  # torch and transformers: only once the command runs
+
     instructions, texts = read_jsonl_inputs(input_path)
     try:
         encoder = LLM2VecEncoder.from_pretrained(model, adapters, bidirectional=not causal, pooling=pooling,

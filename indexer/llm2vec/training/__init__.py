@@ -1,7 +1,13 @@
-"""LLM2Vec training: MNTP, unsupervised SimCSE and supervised contrastive, each a LoRA adapter."""
+"""LLM2Vec training: MNTP, unsupervised SimCSE and supervised contrastive, each a LoRA adapter.
 
-from .config import STAGES, TrainConfig
-from .export import export_adapter
-from .trainer import train
+Names are exported lazily (`indexer.lazy`), so `l2v train --help` does not import torch.
+"""
 
-__all__ = ["STAGES", "TrainConfig", "export_adapter", "train"]
+from ...lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "STAGES": ".config",
+    "TrainConfig": ".config",
+    "export_adapter": ".export",
+    "train": ".trainer",
+})

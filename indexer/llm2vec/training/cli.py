@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from .config import STAGES, TrainConfig
-from .export import export_adapter
-from .trainer import train as run_training
 
 _STAGE_HELP = {
     "mntp": "Masked next token prediction (step 2): adapts the LLM to bidirectional attention.\n\n"
@@ -49,6 +47,8 @@ def _stage_command(stage: str) -> click.Command:
             config = TrainConfig.build(stage, config_file, adapters=list(adapters) or None, **flags)
         except (ValueError, TypeError) as exc:
             raise click.ClickException(str(exc)) from None
+        from .trainer import train as run_training  # torch, transformers, peft: only once a stage runs
+
         output = run_training(config, show_progress=not quiet)
         click.echo(f"adapter written to {output}", err=True)
 
@@ -78,6 +78,8 @@ for _stage in STAGES:
 def export(run_dir: Path, target: Path, base_model: str | None) -> None:
     """Copy a finished run's adapter to TARGET for shipping: float16 weights, portable base-model
     name, configs, training log and data hash (no optimizer checkpoints)."""
+    from .export import export_adapter
+
     try:
         export_adapter(run_dir, target, base_model=base_model)
     except FileNotFoundError as exc:

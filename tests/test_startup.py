@@ -1,0 +1,78 @@
+"""Start-up stays light: `l2v --help`, every command's help and `l2v index stats` never import the
+model libraries (torch, transformers), and the lazy package exports all resolve."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retriever.cli import COMMANDS
+
+HEAVY = ("torch", "transformers", "peft")
+
+# Runs a CLI invocation in a fresh interpreter and reports which heavy modules it imported.
+_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from retriever.cli import main
+result = CliRunner().invoke(main, json.loads(sys.argv[1]))
+print(json.dumps({"exit_code": result.exit_code, "output": result.output,
+                  "loaded": sorted(m for m in json.loads(sys.argv[2]) if m in sys.modules)}))
+"""
+
+
+def _run_cli(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(HEAVY)],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_no_model_library():
+    report = _run_cli(["--help"])
+    assert report["exit_code"] == 0, report["output"]
+    for name in COMMANDS:
+        assert f"  {name} " in report["output"], f"{name} missing from l2v --help"
+    assert report["loaded"] == []
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help_imports_no_model_library(command):
+    report = _run_cli([command, "--help"])
+    assert report["exit_code"] == 0, report["output"]
+    assert "Usage:" in report["output"]
+    assert report["loaded"] == []
+
+
+def test_index_stats_imports_no_model_library(tiny_encoder, tmp_path):
+    from indexer import Indexer
+
+    with Indexer(tmp_path / "idx", tiny_encoder) as indexer:
+        indexer.add_documents([{"id": "a", "text": "The quick brown fox jumps over the lazy dog."},
+                               {"id": "b", "text": "Scientific claims are supported or refuted."}])
+    report = _run_cli(["index", "stats", str(tmp_path / "idx"), "--json"])
+    assert report["exit_code"] == 0, report["output"]
+    assert json.loads(report["output"])["documents"] == 2
+    assert report["loaded"] == []
+
+
+def test_unknown_command_is_a_usage_error():
+    report = _run_cli(["serach", "idx", "query"])
+    assert report["exit_code"] == 2
+    assert "No such command 'serach'" in report["output"]
+
+
+@pytest.mark.parametrize("package", ["indexer", "indexer.llm2vec", "indexer.llm2vec.training", "retriever"])
+def test_lazy_exports_resolve(package):
+    module = importlib.import_module(package)
+    assert module.__all__, package
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        getattr(module, "no_such_name")
