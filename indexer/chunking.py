@@ -3,12 +3,19 @@
 Boundaries come from the tokenizer's offset mapping, so every chunk keeps its character span
 in the document. Spans tile the text without gaps (a chunk runs to the start of the token after
 its last one), so overlapping chunks stitch back into the exact document text.
+
+A window is cut in the context of the whole document, but the encoder tokenizes each chunk alone
+(and lower-cases all-caps text), where the pieces at its edges can come out longer: every chunk is
+measured again the way the encoder will see it and shrunk until it fits, so the encoder never
+re-cuts a chunk, in any script (text without spaces, minified code, long URL lists included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from .llm2vec.tokenization import fold_all_caps
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,15 @@ def check_chunking(chunk_tokens: int, overlap: int, doc_max_length: int | None =
                          "the encoder would cut every chunk short")
 
 
+def encoded_length(text: str, tokenizer: Any) -> int:
+    """Tokens `text` takes when the encoder tokenizes it alone, whether or not it folds all-caps text."""
+    variants = {text, fold_all_caps(text)}
+    return max(len(tokenizer(variant, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+               for variant in variants)
+
+
 def chunk_text(text: str, tokenizer: Any, chunk_tokens: int, overlap: int) -> list[Chunk]:
-    """Split `text` into overlapping token windows (whitespace-only windows are dropped)."""
+    """Split `text` into overlapping token windows that fit `chunk_tokens` (whitespace-only ones dropped)."""
     offsets = tokenizer(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True,
                         return_attention_mask=False, verbose=False)["offset_mapping"]
     n = len(offsets)
@@ -39,11 +53,16 @@ def chunk_text(text: str, tokenizer: Any, chunk_tokens: int, overlap: int) -> li
     first = 0
     while first < n:
         last = min(first + chunk_tokens, n)
-        start = 0 if first == 0 else offsets[first][0]
-        end = len(text) if last == n else offsets[last][0]
+        while True:
+            start = 0 if first == 0 else offsets[first][0]
+            end = len(text) if last == n else offsets[last][0]
+            excess = encoded_length(text[start:end], tokenizer) - chunk_tokens
+            if excess <= 0 or last - first <= 1:
+                break
+            last = max(first + 1, last - excess)
         if text[start:end].strip():
             chunks.append(Chunk(len(chunks), start, end, text[start:end]))
         if last == n:
             break
-        first = last - overlap
+        first = max(last - overlap, first + 1)
     return chunks

@@ -2,8 +2,10 @@
 
 Every index uses inner product on L2-normalised vectors (= cosine) and stores the SQLite chunk
 ids as its FAISS ids: IVF indexes natively (their `remove_ids` does not compact internal ids, so
-an `IndexIDMap2` around them would map ids wrongly after a removal), all others inside an
-`IndexIDMap2`. "auto" picks by expected corpus size (vectors):
+an id map around them would map ids wrongly after a removal), all others inside an
+`IndexIDMap` (not `IndexIDMap2`: stored vectors are served from SQLite, so the reverse map it
+keeps for `reconstruct` would only cost memory and slow every removal; snapshots written with
+`IndexIDMap2` still load). "auto" picks by expected corpus size (vectors):
 
     < 100k          Flat                          exact; ~0.2 GB per 100k 576-d vectors
     100k .. < 2M    IVF{4*sqrt(n)},Flat           exact vectors, coarse partition (nprobe probes)
@@ -84,11 +86,11 @@ def _all_ids(index: faiss.Index) -> np.ndarray:
 
 
 def _flat(dim: int) -> faiss.Index:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    return faiss.IndexIDMap(faiss.IndexFlatIP(dim))
 
 
 class VectorIndex:
-    """An `IndexIDMap2` plus what FAISS lacks: an exact stand-in while untrained, hidden ids."""
+    """A FAISS index plus what FAISS lacks: an exact stand-in while untrained, hidden ids."""
 
     def __init__(self, index: faiss.Index, factory: str, *, mmapped: bool = False) -> None:
         self.index = index
@@ -105,7 +107,7 @@ class VectorIndex:
     def create(cls, factory: str, dim: int) -> "VectorIndex":
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         if _ivf(index) is None:
-            index = faiss.index_factory(dim, f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
+            index = faiss.index_factory(dim, f"IDMap,{factory}", faiss.METRIC_INNER_PRODUCT)
         return cls(index, factory)
 
     @classmethod
@@ -117,8 +119,8 @@ class VectorIndex:
                 index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         else:
             index = faiss.read_index(str(path))
-        if not isinstance(index, faiss.IndexIDMap2) and _ivf(index) is None:
-            raise RuntimeError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2 or an IVF index")
+        if not isinstance(index, faiss.IndexIDMap) and _ivf(index) is None:
+            raise RuntimeError(f"{path} holds a {type(index).__name__}, expected an IndexIDMap or an IVF index")
         return cls(index, factory, mmapped=mmap)
 
     @property
@@ -164,41 +166,81 @@ class VectorIndex:
             present = ids[np.isin(ids, _all_ids(target))]
             self.hidden = np.union1d(self.hidden, present)
 
-    def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+    @property
+    def exact(self) -> bool:
+        """Whether a search scans every vector (Flat, or untrained and held flat)."""
+        return self.pending is not None or (self.nprobe is None and self.ef_search is None
+                                            and "PQ" not in self.factory and "SQ" not in self.factory)
+
+    @property
+    def nlist(self) -> int | None:
+        ivf = _ivf(self.index) if self.pending is None else None
+        return int(ivf.nlist) if ivf is not None else None
+
+    def selector(self, allowed_ids: np.ndarray) -> "Selector":
+        """A FAISS ID selector for `allowed_ids` (minus hidden ids): a bitmap when the set is dense
+        enough that one bit per id is smaller than a hash set, an `IDSelectorBatch` otherwise."""
+        allowed = np.asarray(allowed_ids, dtype=np.int64)
+        if len(self.hidden):
+            allowed = np.setdiff1d(allowed, self.hidden)
+        return Selector(allowed)
+
+    def _params(self, selector: faiss.IDSelector | None, nprobe: int | None,
+                ef_search: int | None) -> faiss.SearchParameters | None:
         if self.pending is not None:
             return faiss.SearchParameters(sel=selector) if selector is not None else None
         if self.nprobe is not None:
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+            return faiss.SearchParametersIVF(sel=selector, nprobe=min(self.nlist or 1, nprobe or self.nprobe))
         if self.ef_search is not None:
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=ef_search or self.ef_search)
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids); id -1 and score -inf pad rows with fewer than k hits."""
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None, *,
+               selector: "Selector | None" = None, nprobe: int | None = None,
+               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids); id -1 and score -inf pad rows with fewer than k hits.
+
+        `allowed_ids` (or a prepared `selector`) restricts the search inside FAISS; `nprobe` and
+        `ef_search` override the IVF / HNSW defaults for this search.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be a [q, {self.dim}] matrix, got shape {queries.shape}")
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}")
         empty = (np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, dtype=np.int64))
-        selector = None
-        if allowed_ids is not None:
-            allowed = np.asarray(allowed_ids, dtype=np.int64)
-            if len(self.hidden):
-                allowed = np.setdiff1d(allowed, self.hidden)
-            if len(allowed) == 0:
+        if allowed_ids is not None and selector is None:
+            selector = self.selector(allowed_ids)
+        faiss_selector = None
+        if selector is not None:
+            if selector.size == 0:
                 return empty
-            selector = faiss.IDSelectorBatch(allowed)
+            faiss_selector = selector.faiss
         elif len(self.hidden):
-            inner_selector = faiss.IDSelectorBatch(self.hidden)
-            selector = faiss.IDSelectorNot(inner_selector)
+            faiss_selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(self.hidden))
         if self.ntotal <= 0 or len(queries) == 0:
             return empty
         target = self.pending if self.pending is not None else self.index
-        scores, ids = target.search(queries, k, params=self._params(selector))
+        scores, ids = target.search(queries, k, params=self._params(faiss_selector, nprobe, ef_search))
         scores[ids < 0] = -np.inf
         return scores, ids
 
     def save(self, path: Path) -> None:
         """Write the index to `path` (the caller makes it atomic); an untrained one is written empty."""
         faiss.write_index(self.index, str(path))
+
+
+class Selector:
+    """The chunk ids a filtered search may return, as a FAISS selector (kept alive with its data)."""
+
+    def __init__(self, allowed: np.ndarray) -> None:
+        self.ids = allowed
+        self.size = len(allowed)
+        top = int(allowed.max()) + 1 if self.size else 0
+        if self.size and top // 8 < self.size * 16:  # a bit per id beats a hash set entry per allowed id
+            bits = np.zeros(top, dtype=bool)
+            bits[allowed] = True
+            self._bitmap = np.packbits(bits, bitorder="little")
+            self.faiss = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))  # n: bytes
+        else:
+            self.faiss = faiss.IDSelectorBatch(allowed)

@@ -4,7 +4,8 @@ SQLite is the source of truth. Besides the documents and chunks (and the FTS5 ta
 chunk text kept current by triggers), it holds each chunk's float32 vector, the ids deleted
 since the last FAISS snapshot (`tombstones`), two counters in `state`: the commit
 `generation` and the `next_chunk_id`, and the names of the embedding shards committed by
-distributed builds (`shards`, see `indexer.shards`). Chunk ids are never reused, so "ids above the
+distributed builds (`shards`, see `indexer.shards`), and the typed metadata rows filters run on
+(`fields`, see `indexer.fields`). Chunk ids are never reused, so "ids above the
 snapshot's largest id" are exactly the chunks the snapshot has not seen.
 """
 
@@ -15,9 +16,13 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import IndexFormatError
+from .errors import IndexFormatError, IndexLockedError
+from .lock import WriteLock
+from .manifest import LOCK_NAME, SQLITE_NAME
 
-TABLES = ("documents", "chunks", "vectors", "tombstones", "state", "chunks_fts")
+from .fields import create_fields
+
+TABLES = ("documents", "chunks", "vectors", "tombstones", "state", "chunks_fts", "fields")
 
 
 def connect(path: Path, *, read_only: bool) -> sqlite_utils.Database:
@@ -54,6 +59,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         db.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, 0)", [key])
     if not db["chunks_fts"].exists():
         db["chunks"].enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+    create_fields(db)
 
 
 def check_schema(db: sqlite_utils.Database, path: Path) -> None:
@@ -66,3 +72,26 @@ def check_schema(db: sqlite_utils.Database, path: Path) -> None:
 
 def read_state(db: sqlite_utils.Database) -> dict[str, int]:
     return {key: value for key, value in db.execute("SELECT key, value FROM state").fetchall()}
+
+
+def needs_upgrade(db: sqlite_utils.Database) -> bool:
+    """Whether the database was written before a table this version adds (`fields`)."""
+    return db["documents"].exists() and not db["fields"].exists()
+
+
+def upgrade_schema(index_dir: Path) -> None:
+    """Add the tables a newer version needs, under the write lock (a reader opening an older index)."""
+    lock = WriteLock(index_dir / LOCK_NAME)
+    try:
+        lock.acquire(wait=30)
+    except IndexLockedError as exc:
+        raise IndexFormatError(f"{index_dir} was written by an older version and must be upgraded by its writer "
+                               f"first: {exc}") from None
+    try:
+        db = connect(index_dir / SQLITE_NAME, read_only=False)
+        try:
+            ensure_schema(db)
+        finally:
+            db.conn.close()
+    finally:
+        lock.release()

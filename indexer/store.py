@@ -14,6 +14,12 @@ Crash safety and concurrency, the design in short:
   raised; a reader that loaded an older snapshot while pruning happened notices and reloads.
 * Readers use their own WAL connection: they never block the writer and see the last committed
   batch. `search` checks `PRAGMA data_version` (one cheap call) and replays new commits first.
+* A search makes several reads (the ids under a filter, FAISS, stored vectors, chunk texts);
+  `snapshot()` holds one read transaction around them, so all see one committed state. The
+  writer's own store (shared with searches in one process, e.g. a LangChain vector store)
+  applies each commit to SQLite and FAISS under the same lock the snapshot takes.
+* Snapshots are written when enough changed (`snapshot_due`, `snapshot_due_on_close`), never
+  for a small change, so adding or deleting one document in a large index costs O(change).
 * Large snapshots open memory-mapped (`IO_FLAG_MMAP | IO_FLAG_READ_ONLY`) when there is
   nothing to replay onto them; otherwise they are loaded into memory.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -30,9 +37,9 @@ import numpy as np
 import sqlite_utils
 
 from .errors import IndexFormatError
-from .faiss_index import VectorIndex, min_train_size
+from .faiss_index import Selector, VectorIndex, min_train_size
 from .manifest import FAISS_NAME, MANIFEST_NAME, SQLITE_NAME, read_manifest, replace_atomically, write_manifest
-from .schema import check_schema, connect, read_state
+from .schema import check_schema, connect, needs_upgrade, read_state, upgrade_schema
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +48,14 @@ _BATCH = 4096
 _MAX_PARAMS = 900
 
 
-def _chunked(values: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
+def in_batches(values: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Sequence[Any]]:
+    """`values` in slices small enough for one SQL statement's parameters."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
 
-def _marks(n: int) -> str:
+def placeholders(n: int) -> str:
+    """"?, ?, ..." for `n` bound parameters."""
     return ", ".join("?" * n)
 
 
@@ -88,6 +97,10 @@ class IndexStore:
         if not sqlite_path.is_file():
             raise IndexFormatError(f"{path} is damaged: {SQLITE_NAME} is missing (it holds the documents and vectors)")
         db = connect(sqlite_path, read_only=read_only)
+        if read_only and needs_upgrade(db):
+            db.conn.close()
+            upgrade_schema(path)
+            db = connect(sqlite_path, read_only=read_only)
         check_schema(db, sqlite_path)
         return cls(path, manifest, db, read_only=read_only, mmap=mmap)
 
@@ -115,6 +128,30 @@ class IndexStore:
 
     def __repr__(self) -> str:
         return f"IndexStore({str(self.path)!r}, factory={self.factory!r}, dim={self.dim})"
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock around every read and every applied write of this store."""
+        return self._lock
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Hold one committed state for the reads inside the block (re-entrant).
+
+        FAISS is first brought up to the newest commit, then a read transaction pins that state
+        (replaying a commit that landed in between), so ids, vectors and texts read inside agree.
+        """
+        with self._lock:
+            if self.db.conn.in_transaction:
+                yield
+                return
+            self.refresh()
+            self.db.execute("BEGIN")
+            try:
+                self.refresh()
+                yield
+            finally:
+                self.db.execute("COMMIT")
 
     def _load_vectors(self) -> VectorIndex:
         snapshot = self.path / FAISS_NAME
@@ -197,40 +234,55 @@ class IndexStore:
             if version == self._data_version:
                 return False
             self._data_version = version
-            self.db.execute("BEGIN")
+            own = not self.db.conn.in_transaction
+            if own:
+                self.db.execute("BEGIN")
             try:
                 state = read_state(self.db)
                 if state["generation"] == self._generation:
                     return False
                 reload = state.get("pruned_through", 0) > self._generation or self.vectors.mmapped
+                if reload and not own:  # reloading reads index.faiss: not inside a pinned snapshot
+                    self._data_version = -1
+                    return False
                 if not reload:
                     self._replay(self.vectors, since_generation=self._generation)
                     self._generation = state["generation"]
             finally:
-                self.db.execute("COMMIT")
+                if own:
+                    self.db.execute("COMMIT")
             if reload:
                 self.vectors = self._load_vectors()
             return True
 
-    def search(self, vectors: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
+               selector: Selector | None = None, nprobe: int | None = None,
+               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k inner-product search of normalised query `vectors` [q, dim] -> (scores, ids), each [q, k].
 
-        Rows with fewer than k hits are padded with id -1 and score -inf. `allowed_ids` restricts the
-        search to those chunk ids inside FAISS (an `IDSelectorBatch`), not by filtering afterwards.
+        Rows with fewer than k hits are padded with id -1 and score -inf. `allowed_ids` (or a
+        `selector` made by `self.vectors.selector`) restricts the search to those chunk ids inside
+        FAISS, not by filtering afterwards; `nprobe` / `ef_search` override the IVF / HNSW defaults.
         """
         with self._lock:
             self.refresh()
-            return self.vectors.search(np.atleast_2d(vectors), int(k), allowed_ids)
+            return self.vectors.search(np.atleast_2d(vectors), int(k), allowed_ids, selector=selector,
+                                       nprobe=nprobe, ef_search=ef_search)
+
+    @property
+    def generation(self) -> int:
+        """The commit generation FAISS reflects (changes with every write)."""
+        return self._generation
 
     def get_chunks(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         """Chunks by id, in the order given; unknown ids (and -1 padding) are skipped."""
         wanted = [int(i) for i in ids if int(i) >= 0]
         found: dict[int, dict[str, Any]] = {}
         with self._lock:
-            for part in _chunked(wanted):
+            for part in in_batches(wanted):
                 rows = self.db.execute(
                     'SELECT c.id, c.doc_id, c.position, c.start, c."end", c.text, d.metadata FROM chunks c '
-                    f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({_marks(len(part))})", list(part)
+                    f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({placeholders(len(part))})", list(part)
                 ).fetchall()
                 for cid, doc_id, position, start, end, text, metadata in rows:
                     found[cid] = {"id": cid, "doc_id": doc_id, "position": position, "start": start, "end": end,
@@ -260,19 +312,27 @@ class IndexStore:
         return out
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
-        """The stored (exact, normalised) vectors of chunk `ids` as [n, dim]; KeyError for unknown ids."""
+        """The stored (exact, normalised) vectors of chunk `ids` as [n, dim]; KeyError for unknown ids
+        (read them inside `snapshot()` when the ids came from an earlier read)."""
+        found, matrix = self.stored_vectors(ids)
+        if len(found) != len(ids):
+            missing = sorted(set(int(i) for i in ids) - set(found.tolist()))
+            raise KeyError(f"no vector for chunk id(s) {missing[:10]}")
+        return matrix
+
+    def stored_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids of `ids` that have a stored vector, in the order given; their vectors [n, dim])."""
         wanted = [int(i) for i in ids]
         found: dict[int, bytes] = {}
         with self._lock:
-            for part in _chunked(wanted):
-                found.update(self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({_marks(len(part))})",
+            for part in in_batches(wanted):
+                found.update(self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({placeholders(len(part))})",
                                              list(part)).fetchall())
-        missing = [i for i in wanted if i not in found]
-        if missing:
-            raise KeyError(f"no vector for chunk id(s) {missing[:10]}")
-        if not wanted:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.frombuffer(b"".join(found[i] for i in wanted), dtype=np.float32).reshape(len(wanted), self.dim)
+        present = [i for i in wanted if i in found]
+        if not present:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(found[i] for i in present), dtype=np.float32).reshape(len(present), self.dim)
+        return np.asarray(present, dtype=np.int64), matrix
 
     def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """BM25 (FTS5) over chunk text: [(chunk id, score)], best first; higher scores are better.
@@ -294,7 +354,8 @@ class IndexStore:
     def chunk_ids_where(self, where_sql: str, params: Sequence[Any] = ()) -> np.ndarray:
         """Ids of the chunks whose document matches `where_sql`, a parametrised clause over `documents d`.
 
-        Example: `store.chunk_ids_where("json_extract(d.metadata, '$.year') >= ?", [2020])`.
+        Example: `store.chunk_ids_where("d.source = ?", ["notes.md"])`; metadata filters compile to
+        such clauses (`indexer.filters.compile_filter`).
         """
         with self._lock:
             rows = self.db.execute(
@@ -361,6 +422,11 @@ class IndexStore:
         with self._lock:
             if self.vectors.needs_training() and self.vectors.ntotal >= min_train_size(self.factory):
                 self._train()
+
+    def snapshot_due_on_close(self) -> bool:
+        """Whether closing should write index.faiss: it is missing, or replaying what changed since the
+        last snapshot would cost the next open more than a tenth of the index."""
+        return not (self.path / FAISS_NAME).is_file() or 10 * self._backlog >= max(self.vectors.ntotal, 1)
 
     def snapshot_due(self) -> bool:
         """Whether enough changed since the last snapshot to write one.

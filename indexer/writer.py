@@ -9,11 +9,15 @@ committed (same id, same text and metadata) and encodes the rest.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,15 +25,16 @@ from .chunking import Chunk, check_chunking, chunk_text
 from .documents import DEFAULT_MAX_CHARS, Document, as_document
 from .errors import DocumentError, IndexerError, IndexFormatError
 from .faiss_index import AUTO, auto_factory, validate_factory
+from .fields import delete_fields, write_fields
 from .filters import check_fields, compile_filter
-from .llm2vec import LLM2VecEncoder
+from .llm2vec import LLM2VecEncoder, LLM2VecError
 from .loading import DEFAULT_MODEL, encoder_from_manifest
 from .lock import WriteLock
 from .manifest import (LOCK_NAME, MANIFEST_NAME, SQLITE_NAME, check_encoder, new_manifest, now_iso, read_manifest,
                        write_manifest)
 from .pipeline import EncodedBatch, encode_chunks
 from .schema import connect, ensure_schema, read_state
-from .store import IndexStore
+from .store import IndexStore, in_batches, placeholders
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,30 @@ class AddStats:
         return asdict(self)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialised(method: _Method) -> _Method:
+    """Run `method` under the indexer's re-entrant thread lock (one write or read of the writer at a time)."""
+
+    @functools.wraps(method)
+    def locked(self: "Indexer", *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def check_unique_ids(ids: Iterable[str]) -> None:
+    """`DocumentError` naming the first id that occurs more than once (ids must be unique per call)."""
+    repeated = [(doc_id, n) for doc_id, n in Counter(ids).items() if n > 1]
+    if repeated:
+        doc_id, n = repeated[0]
+        more = f" (and {len(repeated) - 1} more repeated ids)" if len(repeated) > 1 else ""
+        raise DocumentError(f"document id {doc_id!r} appears {n} times in one call{more}: ids must be unique, "
+                            "give each document its own id")
+
+
 def _created_files_only(path: Path) -> bool:
     return all(p.name in (LOCK_NAME, SQLITE_NAME, f"{SQLITE_NAME}-wal", f"{SQLITE_NAME}-shm") for p in path.iterdir())
 
@@ -64,9 +93,15 @@ class Indexer:
     """Create or open the index in `index_dir` and write to it (one writer at a time).
 
     For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `factory` the
-    FAISS index (Flat by default; "auto" picks by `expected_size`), `chunk_tokens` defaults to the
-    encoder's doc_max_length and `overlap` to 32. For an existing index, arguments left as None
-    come from its manifest, and ones that contradict it are an error.
+    FAISS index (Flat by default; "auto" picks by `expected_size` chunks), `chunk_tokens` defaults to
+    the encoder's doc_max_length and `overlap` to 32. For an existing index, arguments left as None
+    come from its manifest, and ones that contradict it are an error; its encoder is loaded on the
+    first write that needs it, so deleting and inspecting never load the LLM.
+
+    Threading model: every method runs under one re-entrant lock, so an `Indexer` may be shared by
+    threads (and by LangChain's async methods, which run in executor threads); writes are applied one
+    after the other, each committed whole. Another process writing the same directory makes the
+    constructor fail with `IndexLockedError`, or wait up to `wait` seconds for it.
     """
 
     def __init__(
@@ -84,24 +119,27 @@ class Indexer:
         default_task: str | None = None,
         expected_size: int | None = None,
         max_chars: int = DEFAULT_MAX_CHARS,
+        wait: float = 0.0,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.path = Path(index_dir)
         self.batch_size = batch_size
         self.max_chars = max_chars
+        self._mutex = threading.RLock()
+        self._encoder: LLM2VecEncoder | None = None
+        self._encoder_source = (model, tuple(adapters))
         if self.path.exists() and not self.path.is_dir():
             raise IndexFormatError(f"{self.path} exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = WriteLock(self.path / LOCK_NAME)
-        self._lock.acquire()
+        self._lock: WriteLock | None = WriteLock(self.path / LOCK_NAME)
+        self._lock.acquire(wait)
         try:
             if (self.path / MANIFEST_NAME).exists():
-                self.encoder = self._open_existing(encoder, model, adapters, factory, chunk_tokens, overlap,
-                                                   document_instruction)
+                self._open_existing(encoder, model, factory, chunk_tokens, overlap, document_instruction)
             else:
-                self.encoder = self._create(encoder, model, adapters, factory, chunk_tokens, overlap,
-                                            document_instruction, default_task, expected_size)
+                self._encoder = self._create(encoder, model, adapters, factory, chunk_tokens, overlap,
+                                             document_instruction, default_task, expected_size)
             schema_db = connect(self.path / SQLITE_NAME, read_only=False)
             try:
                 ensure_schema(schema_db)
@@ -129,15 +167,26 @@ class Indexer:
     def manifest(self) -> dict[str, Any]:
         return self.store.manifest
 
-    def _open_existing(self, encoder, model, adapters, factory, chunk_tokens, overlap, instruction) -> LLM2VecEncoder:
+    @property
+    def encoder(self) -> LLM2VecEncoder:
+        """The index's encoder, loaded from the manifest on first use (and checked against it)."""
+        with self._mutex:
+            if self._encoder is None:
+                model, adapters = self._encoder_source
+                encoder = encoder_from_manifest(self.manifest, model=model, adapters=adapters)
+                check_encoder(self.manifest, encoder.fingerprint(), self.path)
+                self._encoder = encoder
+            return self._encoder
+
+    def _open_existing(self, encoder, model, factory, chunk_tokens, overlap, instruction) -> None:
         manifest = read_manifest(self.path)
         if not (self.path / SQLITE_NAME).is_file() and (manifest.get("counts", {}).get("documents")
                                                         or manifest.get("snapshot", {}).get("vectors")):
             raise IndexFormatError(f"{self.path} is damaged: {SQLITE_NAME} is missing but the manifest counts "
                                    f"{manifest['counts']['documents']} documents")
-        if encoder is None:
-            encoder = encoder_from_manifest(manifest, model=model, adapters=adapters)
-        check_encoder(manifest, encoder.fingerprint(), self.path)
+        if encoder is not None:
+            check_encoder(manifest, encoder.fingerprint(), self.path)
+            self._encoder = encoder
         given = {"factory": (factory, manifest["factory"]),
                  "chunk_tokens": (chunk_tokens, manifest["chunking"]["chunk_tokens"]),
                  "overlap": (overlap, manifest["chunking"]["overlap"]),
@@ -146,7 +195,6 @@ class Indexer:
             if value is not None and value != recorded and not (name == "factory" and value == AUTO):
                 raise IndexerError(f"{self.path} was built with {name}={recorded!r}; cannot change it to {value!r} "
                                    "(build a new index for that)")
-        return encoder
 
     def _create(self, encoder, model, adapters, factory, chunk_tokens, overlap, instruction, default_task,
                 expected_size) -> LLM2VecEncoder:
@@ -174,12 +222,17 @@ class Indexer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_serialised
     def close(self) -> None:
-        """Write the FAISS snapshot if it lags, then release the write lock."""
+        """Write the FAISS snapshot if enough changed since the last one, then release the write lock.
+
+        A snapshot rewrites the whole index.faiss, so closing after a small change does not: the
+        next open replays the change from SQLite instead (see `IndexStore.snapshot_due_on_close`).
+        """
         if self._lock is None:
             return
         try:
-            if self.store.snapshot_stale:
+            if self.store.snapshot_due_on_close():
                 self.store.save_snapshot()
             self.store.close()
         finally:
@@ -204,6 +257,7 @@ class Indexer:
             seen.add(doc.id)
             yield doc
 
+    @_serialised
     def add_documents(self, docs: Iterable[Any], *, on_existing: OnExisting = "replace",
                       errors: Errors = "raise") -> AddStats:
         """Chunk, encode and commit `docs` (dicts with text/id/metadata, Documents, LangChain Documents).
@@ -211,8 +265,9 @@ class Indexer:
         A document whose id is already indexed is skipped when its text and metadata are unchanged,
         gets only its metadata updated when only that changed, and otherwise is handled per
         `on_existing`: "replace" (upsert), "skip" or "error". With errors="skip" bad documents are
-        logged and listed in `AddStats.skipped` instead of raising. A list is validated whole
-        before anything is written.
+        logged and listed in `AddStats.skipped` instead of raising, and a batch the encoder rejects
+        is retried one document at a time, so one bad document never ends a build. A list is
+        validated whole before anything is written.
         """
         if on_existing not in ("replace", "skip", "error"):
             raise ValueError(f"on_existing must be 'replace', 'skip' or 'error', got {on_existing!r}")
@@ -246,12 +301,13 @@ class Indexer:
             stats.added += state == "new"
             n_chunks += len(chunks)
             if n_chunks >= self.batch_size:
-                self._flush(pending, relabel, stats)
+                self._flush(pending, relabel, stats, errors)
                 pending, relabel, n_chunks = [], [], 0
         if pending or relabel:
-            self._flush(pending, relabel, stats)
+            self._flush(pending, relabel, stats, errors)
         return stats
 
+    @_serialised
     def indexed_state(self, doc: Document) -> IndexedState:
         """How `doc` compares with the indexed document of its id: new, unchanged, metadata (only) or changed."""
         row = self.store.db.execute("SELECT content_hash, metadata FROM documents WHERE id = ?", [doc.id]).fetchone()
@@ -261,6 +317,7 @@ class Indexer:
             return "changed"
         return "unchanged" if row[1] == doc.metadata_json else "metadata"
 
+    @_serialised
     def committed_shards(self) -> set[str]:
         """Names of the embedding shards committed so far (see `commit(shard=...)`)."""
         return {row[0] for row in self.store.db.execute("SELECT name FROM shards").fetchall()}
@@ -269,18 +326,45 @@ class Indexer:
         """Add `docs`, replacing the chunks of documents whose text changed."""
         return self.add_documents(docs, on_existing="replace", errors=errors)
 
-    def _flush(self, pending: list[tuple[Document, list[Chunk]]], relabel: list[Document], stats: AddStats) -> None:
+    def _flush(self, pending: list[tuple[Document, list[Chunk]]], relabel: list[Document], stats: AddStats,
+               errors: Errors) -> None:
         started = time.perf_counter()
-        chunks = [c for _, c in pending]
-        vectors = encode_chunks(self.encoder, chunks, instruction=self.document_instruction,
-                                batch_size=self.batch_size)
+        try:
+            vectors = self._encode([c for _, c in pending])
+        except LLM2VecError:
+            if errors == "raise":
+                raise
+            pending, vectors = self._encode_each(pending, stats)
         encoded = time.perf_counter()
-        self.commit(EncodedBatch([d for d, _ in pending], chunks, vectors), relabel=relabel)
+        self.commit(EncodedBatch([d for d, _ in pending], [c for _, c in pending], vectors), relabel=relabel)
         stats.encode_seconds += encoded - started
         stats.store_seconds += time.perf_counter() - encoded
         stats.chunks += len(vectors)
         stats.metadata_updated += len(relabel)
 
+    def _encode(self, chunks: list[list[Chunk]]) -> np.ndarray:
+        return encode_chunks(self.encoder, chunks, instruction=self.document_instruction, batch_size=self.batch_size)
+
+    def _encode_each(self, pending: list[tuple[Document, list[Chunk]]],
+                     stats: AddStats) -> tuple[list[tuple[Document, list[Chunk]]], np.ndarray]:
+        """Encode documents one at a time, skipping (and naming) those the encoder rejects."""
+        kept, vectors = [], []
+        for doc, chunks in pending:
+            try:
+                vectors.append(self._encode([chunks]))
+            except LLM2VecError as exc:
+                stats.skipped.append((doc.id, f"cannot be encoded: {exc}"))
+                if self.indexed_state(doc) == "new":
+                    stats.added -= 1
+                else:
+                    stats.replaced -= 1
+                log.warning("skipped %s: cannot be encoded: %s", doc.id, exc)
+                continue
+            kept.append((doc, chunks))
+        matrix = np.concatenate(vectors) if vectors else np.empty((0, self.store.dim), dtype=np.float32)
+        return kept, matrix
+
+    @_serialised
     def commit(self, batch: EncodedBatch, *, relabel: Sequence[Document] = (), shard: str | None = None) -> None:
         """Write an encoded batch (and metadata-only updates) in one transaction, then mirror it in FAISS.
 
@@ -291,15 +375,14 @@ class Indexer:
         """
         if batch.vectors.shape != (batch.n_chunks, self.store.dim):
             raise ValueError(f"batch has {batch.vectors.shape} vectors for {batch.n_chunks} chunks of dim {self.store.dim}")
-        db = self.store.db
-        generation = self._generation + 1
+        check_unique_ids(d.id for d in batch.documents)
         ids = np.arange(self._next_id, self._next_id + batch.n_chunks, dtype=np.int64)
         added_at = now_iso()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(ids, batch.vectors, next_id=self._next_id + batch.n_chunks) as generation:
+            db = self.store.db
             if shard is not None and db.execute("SELECT 1 FROM shards WHERE name = ?", [shard]).fetchone():
                 raise IndexerError(f"shard {shard} is already committed to {self.path}")
-            removed = self._drop_chunks([doc.id for doc in batch.documents], generation)
+            self._drop_chunks([doc.id for doc in batch.documents], generation)
             db.conn.executemany(
                 "INSERT OR REPLACE INTO documents (id, content_hash, metadata, source, added_at) VALUES (?, ?, ?, ?, ?)",
                 [(d.id, d.content_hash, d.metadata_json, d.source, added_at) for d in batch.documents])
@@ -311,67 +394,77 @@ class Indexer:
                                 [(int(i), v.tobytes()) for i, v in zip(ids, batch.vectors)])
             db.conn.executemany("UPDATE documents SET metadata = ? WHERE id = ?",
                                 [(d.metadata_json, d.id) for d in relabel])
+            write_fields(db, [(d.id, d.metadata) for d in [*batch.documents, *relabel]])
             if shard is not None:
                 db.execute("INSERT INTO shards (name, documents, chunks, committed_at) VALUES (?, ?, ?, ?)",
                            [shard, len(batch.documents) + len(relabel), batch.n_chunks, added_at])
-            self._bump(generation, self._next_id + batch.n_chunks)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._generation, self._next_id = generation, self._next_id + batch.n_chunks
-        self.store.apply(ids, batch.vectors, removed, generation)
+
+    @contextmanager
+    def _transaction(self, added_ids: np.ndarray, vectors: np.ndarray, *, next_id: int) -> Iterator[int]:
+        """One write: BEGIN IMMEDIATE, the caller's statements (given the new generation), the counters,
+        COMMIT, then the same change mirrored in FAISS, all under the store's lock, so a search
+        sharing this store sees the state before or after the write, never a mix. The chunk ids the
+        statements tombstone are collected from the `tombstones` rows of the new generation."""
+        db = self.store.db
+        generation = self._generation + 1
+        with self.store.lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield generation
+                removed = np.array([row[0] for row in db.execute(
+                    "SELECT chunk_id FROM tombstones WHERE generation = ?", [generation]).fetchall()], dtype=np.int64)
+                self._bump(generation, next_id)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._generation, self._next_id = generation, next_id
+            self.store.apply(added_ids, vectors, removed, generation)
         if self.store.snapshot_due():
             self.store.save_snapshot()
 
-    def _drop_chunks(self, doc_ids: Sequence[str], generation: int) -> np.ndarray:
+    def _drop_chunks(self, doc_ids: Sequence[str], generation: int) -> None:
         """Inside a transaction: delete the chunks (and vectors) of `doc_ids`, tombstoning their ids."""
         db = self.store.db
         removed: list[int] = []
-        for doc_id in doc_ids:
-            removed += [row[0] for row in db.execute("SELECT id FROM chunks WHERE doc_id = ?", [doc_id]).fetchall()]
+        for part in in_batches(list(doc_ids)):
+            removed += [row[0] for row in db.execute(
+                f"SELECT id FROM chunks WHERE doc_id IN ({placeholders(len(part))})", list(part)).fetchall()]
         db.conn.executemany("INSERT OR REPLACE INTO tombstones (chunk_id, generation) VALUES (?, ?)",
                             [(i, generation) for i in removed])
         db.conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in removed])
         db.conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in removed])
-        return np.array(removed, dtype=np.int64)
 
     def _bump(self, generation: int, next_id: int) -> None:
         self.store.db.conn.executemany("UPDATE state SET value = ? WHERE key = ?",
                                        [(generation, "generation"), (next_id, "next_chunk_id")])
 
+    @_serialised
     def delete(self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None) -> int:
         """Delete documents by id and/or by a metadata filter (the language of `indexer.filters`, as
         in search: `where={"year": {"$lt": 2020}}`); returns how many. A filter naming a field no
-        document has raises `UnknownFieldError` rather than deleting nothing."""
+        document has raises `UnknownFieldError` rather than deleting nothing. Needs no encoder."""
         if ids is None and where is None:
             raise ValueError("give ids, where, or both")
         if isinstance(ids, str):
             ids = [ids]
-        db = self.store.db
-        generation = self._generation + 1
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        compiled = compile_filter(where) if where is not None else None
+        empty = np.empty((0, self.store.dim), dtype=np.float32)
+        with self._transaction(np.empty(0, dtype=np.int64), empty, next_id=self._next_id) as generation:
+            db = self.store.db
             doc_ids = set(ids or [])
-            if where is not None:
-                compiled = compile_filter(where)
-                check_fields(db, compiled.fields)
+            if compiled is not None:
+                check_fields(db, compiled, strict=True)
                 doc_ids |= {row[0] for row in db.execute(f"SELECT d.id FROM documents d WHERE {compiled.sql}",
                                                          list(compiled.params))}
             doc_ids = sorted(d for d in doc_ids
                              if db.execute("SELECT 1 FROM documents WHERE id = ?", [d]).fetchone() is not None)
-            removed = self._drop_chunks(doc_ids, generation)
+            self._drop_chunks(doc_ids, generation)
+            delete_fields(db, doc_ids)
             db.conn.executemany("DELETE FROM documents WHERE id = ?", [(d,) for d in doc_ids])
-            self._bump(generation, self._next_id)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._generation = generation
-        self.store.apply(np.empty(0, dtype=np.int64), np.empty((0, self.store.dim), dtype=np.float32), removed,
-                         generation)
         return len(doc_ids)
 
+    @_serialised
     def stats(self) -> dict[str, Any]:
         """Counts, settings and sizes on disk of the index (see `IndexStore.stats`)."""
         return self.store.stats()

@@ -2,7 +2,9 @@
 
 Documents were encoded without an instruction when the index was built; queries are encoded with
 one (LLM2Vec's asymmetric recipe), chosen by `task=` or given as `instruction=`, else the index's
-default task. Metadata filters run inside the FAISS search as an ID selector; `mmr=True` re-ranks
+default task. Metadata filters run as `planner` decides (exact scoring of few allowed chunks, or
+FAISS with a cached ID selector and a widened search); every search reads one committed state
+(`IndexStore.snapshot`), so concurrent writers never show through; `mmr=True` re-ranks
 `fetch_k` candidates for diversity and `hybrid=True` fuses FTS5/BM25 keyword hits with the dense
 hits by reciprocal rank fusion.
 """
@@ -10,13 +12,15 @@ hits by reciprocal rank fusion.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
 from indexer import LLM2VecEncoder
 from indexer.errors import IndexerError
+from indexer.faiss_index import Selector
 from indexer.store import IndexStore
 
 from .encoders import check_compatible, encoder_for_manifest
@@ -25,11 +29,11 @@ from indexer.filters import check_fields, compile_filter
 from .fusion import reciprocal_rank_fusion
 from .instructions import resolve_instruction
 from .mmr import maximal_marginal_relevance
+from .planner import plan_search
 
 Filter = Mapping[str, Any]
-EXACT_FALLBACK_MAX = 50_000
-"""An approximate index (IVF, HNSW) searching inside a selective filter can come back short; when the
-filter allows at most this many chunks, the missing hits are found by exact search over their vectors."""
+SELECTION_CACHE_SIZE = 16
+"""Filters whose allowed-chunk selectors are kept (per retriever, until the next write)."""
 KEYWORD_FETCH_MAX = 10_000
 """Cap on the BM25 hits fetched for hybrid search under a filter (which FTS5 cannot apply itself)."""
 
@@ -79,6 +83,7 @@ class Retriever:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
+        self._selections: OrderedDict[tuple[str, tuple[Any, ...]], tuple[int, Selector]] = OrderedDict()
         if encoder is not None:
             check_compatible(store.manifest, encoder)
 
@@ -151,20 +156,24 @@ class Retriever:
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
         hybrid: bool = False,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
     ) -> list[Hit]:
         """The best `k` chunks for `query`, best first (fewer when fewer match).
 
-        `filter` restricts to documents whose metadata matches (see `indexer.filters`);
-        `score_threshold` drops hits scoring below it; `mmr=True` picks `k` diverse hits from
+        `filter` restricts to documents whose metadata matches (see `indexer.filters`; `k` hits
+        come back whenever `k` chunks match, see `planner`); `score_threshold` drops hits whose
+        cosine is below it (with `hybrid`, before fusion); `mmr=True` picks `k` diverse hits from
         `fetch_k` (default `max(4k, 20)`) candidates with `lambda_mult` (1 = relevance only);
-        `hybrid=True` fuses BM25 keyword hits with the dense ones (RRF). A `k` larger than the
+        `hybrid=True` fuses BM25 keyword hits with the dense ones (RRF). `nprobe` (IVF) and
+        `ef_search` (HNSW) trade speed for recall on approximate indexes. A `k` larger than the
         index returns every matching chunk.
         """
         if not isinstance(query, str):
             raise RetrieverError(f"query must be a string, got {type(query).__name__}")
         return self.search_batch(
             [query], k, instruction=instruction, task=task, filter=filter, score_threshold=score_threshold,
-            mmr=mmr, fetch_k=fetch_k, lambda_mult=lambda_mult, hybrid=hybrid,
+            mmr=mmr, fetch_k=fetch_k, lambda_mult=lambda_mult, hybrid=hybrid, nprobe=nprobe, ef_search=ef_search,
         )[0]
 
     def search_batch(
@@ -180,17 +189,18 @@ class Retriever:
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
         hybrid: bool = False,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
     ) -> list[list[Hit]]:
         """`search` for many queries: encoded in batches of `batch_size`, searched in one FAISS call."""
         queries = _check_queries(queries)
         k = _check_k(k)
-        self._check_options(mmr, hybrid, lambda_mult, fetch_k)
+        options = SearchOptions.checked(mmr=mmr, hybrid=hybrid, lambda_mult=lambda_mult, fetch_k=fetch_k,
+                                        score_threshold=score_threshold, nprobe=nprobe, ef_search=ef_search)
         if not queries:
             return []
         vectors = self.encode_queries(queries, task=task, instruction=instruction)
-        return self._search_vectors(vectors, k, queries=queries if hybrid else None, filter=filter,
-                                    score_threshold=score_threshold, mmr=mmr, fetch_k=fetch_k,
-                                    lambda_mult=lambda_mult)
+        return self._search_vectors(vectors, k, queries if hybrid else None, filter, options)
 
     def search_by_vector(
         self,
@@ -202,97 +212,126 @@ class Retriever:
         mmr: bool = False,
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        unknown_fields: Literal["error", "ignore"] = "error",
     ) -> list[list[Hit]]:
-        """Search with query vectors already computed ([dim] or [n, dim]; normalised here)."""
+        """Search with query vectors already computed ([dim] or [n, dim]; normalised here).
+
+        `unknown_fields="ignore"` makes a filter on a field this index lacks match nothing instead
+        of raising (`ShardedRetriever` uses it: a field may live in some parts only).
+        """
         k = _check_k(k)
-        self._check_options(mmr, False, lambda_mult, fetch_k)
+        options = SearchOptions.checked(mmr=mmr, hybrid=False, lambda_mult=lambda_mult, fetch_k=fetch_k,
+                                        score_threshold=score_threshold, nprobe=nprobe, ef_search=ef_search,
+                                        unknown_fields=unknown_fields)
         matrix = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if matrix.ndim != 2 or matrix.shape[1] != self.store.dim:
             raise RetrieverError(f"query vectors must have {self.store.dim} dimensions, got shape {matrix.shape}")
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix = np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-        return self._search_vectors(matrix, k, queries=None, filter=filter, score_threshold=score_threshold,
-                                    mmr=mmr, fetch_k=fetch_k, lambda_mult=lambda_mult)
+        return self._search_vectors(matrix, k, None, filter, options)
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _check_options(mmr: bool, hybrid: bool, lambda_mult: float, fetch_k: int | None) -> None:
-        if mmr and hybrid:
-            raise RetrieverError("mmr and hybrid search do not combine; choose one")
-        if not 0.0 <= lambda_mult <= 1.0:
-            raise RetrieverError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
-        if fetch_k is not None:
-            _check_k(fetch_k, "fetch_k")
-
-    def allowed_ids(self, filter: Filter | None) -> np.ndarray | None:
+    def allowed_ids(self, filter: Filter | None, *, unknown_fields: str = "error") -> np.ndarray | None:
         """Chunk ids of the documents matching `filter` (None: no filter, every chunk allowed)."""
+        selection = self._selection(filter, unknown_fields)
+        return None if selection is None else selection.ids
+
+    def _selection(self, filter: Filter | None, unknown_fields: str) -> Selector | None:
+        """The allowed chunks of `filter` as a FAISS selector, cached per filter until the next write."""
         if filter is None:
             return None
         compiled = compile_filter(filter)
         if compiled.sql == "1":
             return None
-        check_fields(self.store.db, compiled.fields)
-        return np.asarray(self.store.chunk_ids_where(compiled.sql, list(compiled.params)), dtype=np.int64)
+        with self.store.snapshot():
+            if unknown_fields == "error":
+                check_fields(self.store.db, compiled, strict=False)
+            key = (compiled.sql, compiled.params)
+            cached = self._selections.get(key)
+            if cached is not None and cached[0] == self.store.generation:
+                self._selections.move_to_end(key)
+                return cached[1]
+            ids = np.asarray(self.store.chunk_ids_where(compiled.sql, list(compiled.params)), dtype=np.int64)
+            selection = self.store.vectors.selector(ids)
+            self._selections[key] = (self.store.generation, selection)
+            while len(self._selections) > SELECTION_CACHE_SIZE:
+                self._selections.popitem(last=False)
+            return selection
 
-    def _search_vectors(
-        self,
-        vectors: np.ndarray,
-        k: int,
-        *,
-        queries: list[str] | None,
-        filter: Filter | None,
-        score_threshold: float | None,
-        mmr: bool,
-        fetch_k: int | None,
-        lambda_mult: float,
-    ) -> list[list[Hit]]:
-        allowed = self.allowed_ids(filter)
-        available = len(self.store) if allowed is None else len(allowed)
-        if available == 0:
-            return [[] for _ in range(len(vectors))]
-        k = min(k, available)
-        fetch = min(fetch_k or max(4 * k, 20), available) if (mmr or queries) else k
-        fetch = max(fetch, k)
-        scores, ids = self.store.search(vectors, fetch, allowed_ids=allowed)
-        if allowed is not None and len(allowed) <= EXACT_FALLBACK_MAX and (ids[:, fetch - 1] < 0).any():
-            scores, ids = self._exact(vectors, fetch, allowed)
-        ranked: list[list[tuple[int, float]]] = []
-        for row, (row_scores, row_ids) in enumerate(zip(scores, ids)):
-            dense = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
-            if mmr:
-                dense = self._mmr(vectors[row], dense, k, lambda_mult)
-            elif queries is not None:
-                dense = self._fuse(queries[row], dense, fetch, allowed)
-            if score_threshold is not None:
-                dense = [(i, s) for i, s in dense if s >= score_threshold]
-            ranked.append(dense[:k])
-        return self._hydrate(ranked)
+    def _search_vectors(self, vectors: np.ndarray, k: int, queries: list[str] | None, filter: Filter | None,
+                        options: "SearchOptions") -> list[list[Hit]]:
+        """Every read of one search inside one snapshot: a concurrent writer never shows through."""
+        with self.store.snapshot():
+            selection = self._selection(filter, options.unknown_fields)
+            total = len(self.store)
+            available = total if selection is None else selection.size
+            if available == 0:
+                return [[] for _ in range(len(vectors))]
+            k = min(k, available)
+            fetch = min(options.fetch_k or max(4 * k, 20), available) if (options.mmr or queries) else k
+            fetch = max(fetch, k)
+            scores, ids = self._dense(vectors, fetch, selection, total, options)
+            ranked: list[list[tuple[int, float]]] = []
+            for row, (row_scores, row_ids) in enumerate(zip(scores, ids)):
+                dense = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+                if options.score_threshold is not None:
+                    dense = [(i, s) for i, s in dense if s >= options.score_threshold]
+                if options.mmr:
+                    dense = self._mmr(vectors[row], dense, k, options.lambda_mult)
+                elif queries is not None:
+                    dense = self._fuse(queries[row], dense, fetch, selection)
+                ranked.append(dense[:k])
+            return self._hydrate(ranked)
+
+    def _dense(self, vectors: np.ndarray, k: int, selection: Selector | None, total: int,
+               options: "SearchOptions") -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) among the allowed chunks, run as `planner.plan_search` decides."""
+        index = self.store.vectors
+        plan = plan_search(allowed=None if selection is None else selection.size, total=total,
+                           exact_index=index.exact, nprobe=options.nprobe or index.nprobe, nlist=index.nlist,
+                           ef_search=options.ef_search or index.ef_search)
+        if plan.strategy == "exact":
+            return self._exact(vectors, k, selection.ids)
+        scores, ids = self.store.search(vectors, k, selector=selection, nprobe=plan.nprobe, ef_search=plan.ef_search)
+        if plan.exact_fallback and (ids[:, k - 1] < 0).any():
+            scores, ids = self._exact(vectors, k, selection.ids)
+        return scores, ids
 
     def _exact(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among `allowed` chunk ids, from their stored vectors."""
-        similarities = vectors @ self.store.reconstruct(allowed).T
+        found, matrix = self.store.stored_vectors(allowed)
+        similarities = vectors @ matrix.T
         top = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(similarities, top, axis=1), allowed[top]
+        scores, ids = np.take_along_axis(similarities, top, axis=1), found[top]
+        if top.shape[1] < k:  # pad like FAISS
+            pad = k - top.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        return scores, ids
 
     def _mmr(
         self, query: np.ndarray, dense: list[tuple[int, float]], k: int, lambda_mult: float
     ) -> list[tuple[int, float]]:
+        found, candidates = self.store.stored_vectors([i for i, _ in dense])
+        present = set(found.tolist())
+        dense = [hit for hit in dense if hit[0] in present]
         if not dense:
             return []
-        candidates = self.store.reconstruct(np.asarray([i for i, _ in dense], dtype=np.int64))
         order = maximal_marginal_relevance(query, candidates, k, lambda_mult)
         return [dense[j] for j in order]
 
     def _fuse(
-        self, query: str, dense: list[tuple[int, float]], fetch: int, allowed: np.ndarray | None
+        self, query: str, dense: list[tuple[int, float]], fetch: int, selection: Selector | None
     ) -> list[tuple[int, float]]:
         """RRF of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in proportion."""
         limit = fetch
-        if allowed is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
-            limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(len(allowed), 1))))
+        if selection is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
+            limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(selection.size, 1))))
         keyword = [chunk_id for chunk_id, _ in self.store.keyword_search(query, limit)]
-        if allowed is not None:
-            allowed_set = set(allowed.tolist())
+        if selection is not None:
+            allowed_set = set(selection.ids.tolist())
             keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set][:fetch]
         return reciprocal_rank_fusion([[i for i, _ in dense], keyword])
 
@@ -305,3 +344,30 @@ class Retriever:
     def _hit(chunk: dict[str, Any], score: float) -> Hit:
         return Hit(doc_id=chunk["doc_id"], text=chunk["text"], score=score, metadata=chunk["metadata"],
                    chunk_id=chunk["id"], position=chunk["position"], start=chunk["start"], end=chunk["end"])
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The validated options of one search (how candidates are ranked and how hard FAISS looks)."""
+
+    mmr: bool = False
+    hybrid: bool = False
+    lambda_mult: float = 0.5
+    fetch_k: int | None = None
+    score_threshold: float | None = None
+    nprobe: int | None = None
+    ef_search: int | None = None
+    unknown_fields: str = "error"
+
+    @classmethod
+    def checked(cls, **options: Any) -> "SearchOptions":
+        if options["mmr"] and options["hybrid"]:
+            raise RetrieverError("mmr and hybrid search do not combine; choose one")
+        if not 0.0 <= options["lambda_mult"] <= 1.0:
+            raise RetrieverError(f"lambda_mult must be between 0 and 1, got {options['lambda_mult']}")
+        for name in ("fetch_k", "nprobe", "ef_search"):
+            if options.get(name) is not None:
+                _check_k(options[name], name)
+        if options.get("unknown_fields", "error") not in ("error", "ignore"):
+            raise RetrieverError(f"unknown_fields must be 'error' or 'ignore', got {options['unknown_fields']!r}")
+        return cls(**options)

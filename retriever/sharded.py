@@ -13,6 +13,8 @@ import heapq
 import os
 from typing import Any, Sequence
 
+from indexer.filters import compile_filter, known_fields, missing_fields, unknown_field_error
+
 from .errors import RetrieverError
 from .retriever import Filter, Hit, Retriever, _check_k, _check_queries
 
@@ -63,20 +65,26 @@ class ShardedRetriever:
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *, instruction: str | None = None,
                      task: str | None = None, filter: Filter | None = None,
-                     score_threshold: float | None = None) -> list[list[Hit]]:
+                     score_threshold: float | None = None, nprobe: int | None = None,
+                     ef_search: int | None = None) -> list[list[Hit]]:
         """Encode `queries` once, search each part for its top `k` and keep the best `k` overall.
 
         The instruction comes from the first part's default task unless given. MMR and hybrid
         fusion rank within one candidate list, so they are not offered across parts.
         A document found in several parts (the parts should be disjoint) counts once per chunk.
+        A filter field that some parts lack matches nothing there; one that no part has is an
+        `UnknownFieldError`, as for a single index.
         """
         queries = _check_queries(queries)
         k = _check_k(k)
         if not queries:
             return []
+        if filter is not None:
+            self._check_filter_fields(filter)
         first = self.parts[0]
         vectors = first.encode_queries(queries, task=task, instruction=instruction)
-        per_part = [part.search_by_vector(vectors, k, filter=filter, score_threshold=score_threshold)
+        per_part = [part.search_by_vector(vectors, k, filter=filter, score_threshold=score_threshold, nprobe=nprobe,
+                                          ef_search=ef_search, unknown_fields="ignore")
                     for part in self.parts]
         merged: list[list[Hit]] = []
         for row in range(len(queries)):
@@ -91,3 +99,15 @@ class ShardedRetriever:
                     break
             merged.append(hits)
         return merged
+
+    def _check_filter_fields(self, filter: Filter) -> None:
+        """`UnknownFieldError` for a required filter field that no part has."""
+        compiled = compile_filter(filter)
+        missing = set(compiled.required)
+        known: set[str] = set()
+        for part in self.parts:
+            with part.store.snapshot():
+                missing &= set(missing_fields(part.store.db, compiled.required))
+                known.update(known_fields(part.store.db))
+        if missing:
+            raise unknown_field_error(sorted(missing)[0], sorted(known)[:30])

@@ -6,10 +6,16 @@ directory is a normal index: `l2v search` and `Retriever.open` read it when the 
 `LLM2VecEmbeddings`, whose encoder spec and fingerprint the manifest records.
 
 Any other LangChain `Embeddings` works too: the store then holds the vectors it is given, and the
-manifest's `encoder` entry records the embeddings class, its parameters, the dimension and a
-fingerprint of those (but no `model`), so reopening with different embeddings is refused and
-`Retriever.open` explains that the index needs those embeddings. The index is created on the
-first write, when the dimension is known.
+manifest's `encoder` entry records what identifies those vectors (an allow-list: the embeddings
+class, its model name and the dimension, never credentials, endpoints or tunables such as
+timeouts), so reopening with different embeddings is refused and `Retriever.open` explains that
+the index needs those embeddings. The index is created on the first write, when the dimension is
+known.
+
+Thread safety: the store may be shared by threads and by LangChain's async methods under
+`asyncio.gather` (they run the sync methods in executor threads). Writes go through the one
+`Indexer` of the directory, which applies them one at a time; each search reads one committed
+state.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -27,6 +34,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from indexer import EncodedBatch, EncoderMismatchError, Indexer, LLM2VecEncoder
+from indexer.writer import check_unique_ids
 from indexer.chunking import Chunk
 from indexer.documents import as_document
 from indexer.llm2vec import LLM2VecConfig
@@ -39,12 +47,14 @@ from .retriever import Hit, Retriever
 class ExternalEmbeddingsSpec:
     """Stands in for an encoder when the Indexer records vectors made by other LangChain embeddings."""
 
+    IDENTITY_FIELDS = ("model", "model_name", "model_id", "deployment", "size")
+    """Attributes that identify the vectors an `Embeddings` makes (the allow-list the manifest records)."""
+
     def __init__(self, embeddings: Embeddings, dim: int) -> None:
         cls = type(embeddings)
-        params: Any = {}
-        if hasattr(embeddings, "model_dump"):
-            params = json.loads(json.dumps(embeddings.model_dump(mode="json"), default=str))
-        self._spec = {"embeddings": f"{cls.__module__}.{cls.__qualname__}", "params": params, "dim": dim}
+        identity = {name: getattr(embeddings, name) for name in self.IDENTITY_FIELDS
+                    if isinstance(getattr(embeddings, name, None), (str, int))}
+        self._spec = {"embeddings": f"{cls.__module__}.{cls.__qualname__}", "params": identity, "dim": dim}
         self.dim = dim
         self.config = LLM2VecConfig()  # chunking settings the manifest needs; entries are never chunked
 
@@ -74,7 +84,7 @@ class LLM2VecVectorStore(VectorStore):
     """
 
     def __init__(self, embedding: Embeddings, index_dir: str | Path | None = None, *,
-                 factory: str = "Flat", batch_size: int = 32) -> None:
+                 factory: str | None = None, batch_size: int = 32) -> None:
         self.embedding = embedding
         self._tmp = tempfile.TemporaryDirectory(prefix="l2v-vectorstore-") if index_dir is None else None
         self.index_dir = Path(self._tmp.name if self._tmp else index_dir)
@@ -82,6 +92,7 @@ class LLM2VecVectorStore(VectorStore):
         self.batch_size = batch_size
         self._indexer: Indexer | None = None
         self._retriever: Retriever | None = None
+        self._opening = threading.Lock()
         if (self.index_dir / MANIFEST_NAME).is_file():
             manifest = read_manifest(self.index_dir)
             self._open(int(manifest["encoder"]["dim"]))
@@ -91,6 +102,12 @@ class LLM2VecVectorStore(VectorStore):
         return self.embedding
 
     def _open(self, dim: int) -> Indexer:
+        """The directory's one `Indexer` (created on first use: factory Flat unless given; an existing
+        index keeps its own)."""
+        with self._opening:
+            return self._open_once(dim)
+
+    def _open_once(self, dim: int) -> Indexer:
         if self._indexer is None:
             encoder = getattr(self.embedding, "encoder", None)
             if not isinstance(encoder, LLM2VecEncoder):
@@ -124,6 +141,7 @@ class LLM2VecVectorStore(VectorStore):
         if not len(texts) == len(metadatas) == len(ids):
             raise ValueError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids")
         ids = [str(i) if i is not None else str(uuid.uuid4()) for i in ids]
+        check_unique_ids(ids)
         documents = [as_document({"id": i, "text": t, "metadata": m}) for i, t, m in zip(ids, texts, metadatas)]
         vectors = _unit_rows(self.embedding.embed_documents(texts))
         indexer = self._open(vectors.shape[1])
@@ -138,7 +156,8 @@ class LLM2VecVectorStore(VectorStore):
         if self._indexer is None:
             return True
         if ids is None:
-            ids = [row[0] for row in self._indexer.store.db.execute("SELECT id FROM documents").fetchall()]
+            with self._indexer.store.snapshot():
+                ids = [row[0] for row in self._indexer.store.db.execute("SELECT id FROM documents").fetchall()]
         self._indexer.delete(ids=list(ids))
         return True
 
@@ -146,8 +165,9 @@ class LLM2VecVectorStore(VectorStore):
         """Documents by id in the order given; ids not in the store (never added, deleted) are left out."""
         if self._indexer is None:
             return []
-        return [Document(id=d["id"], page_content=d["text"], metadata=d["metadata"])
-                for d in self._indexer.store.get_documents(list(ids))]
+        with self._indexer.store.snapshot():
+            documents = self._indexer.store.get_documents(list(ids))
+        return [Document(id=d["id"], page_content=d["text"], metadata=d["metadata"]) for d in documents]
 
     # ------------------------------------------------------------------ searching
     def _search(self, embedding: Sequence[float], k: int, **options: Any) -> list[Hit]:

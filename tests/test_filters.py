@@ -6,9 +6,11 @@ import json
 import sqlite3
 
 import pytest
+import sqlite_utils
 
+from indexer.fields import SCHEMA, write_fields
+from indexer.filters import FilterTypeWarning, check_fields, compile_filter
 from retriever.errors import FilterError, UnknownFieldError
-from indexer.filters import check_fields, compile_filter, json_path
 
 DOCS = {
     "a": {"lang": "en", "year": 2020, "tags": ["x", "y"], "ok": True, "author": {"name": "Ada"}},
@@ -23,6 +25,8 @@ def conn() -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE documents (id TEXT PRIMARY KEY, metadata TEXT)")
     db.executemany("INSERT INTO documents VALUES (?, ?)", [(k, json.dumps(v)) for k, v in DOCS.items()])
+    db.executescript(SCHEMA)
+    write_fields(sqlite_utils.Database(db), DOCS.items())
     return db
 
 
@@ -107,11 +111,37 @@ def test_filter_must_be_a_mapping() -> None:
         compile_filter(["lang", "en"])  # type: ignore[arg-type]
 
 
-def test_json_path_quotes_segments() -> None:
-    assert json_path("author.first name") == '$."author"."first name"'
+def test_integers_compare_exactly_and_with_floats() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE documents (id TEXT PRIMARY KEY, metadata TEXT)")
+    db.executemany("INSERT INTO documents VALUES (?, '{}')", [("big",), ("next",), ("two",)])
+    db.executescript(SCHEMA)
+    write_fields(sqlite_utils.Database(db), [("big", {"n": 2**60}), ("next", {"n": 2**60 + 1}), ("two", {"n": 2})])
+    assert matching(db, {"n": 2**60 + 1}) == ["next"]
+    assert matching(db, {"n": 2.0}) == ["two"]
 
 
 def test_check_fields(conn: sqlite3.Connection) -> None:
-    check_fields(conn, ["lang", "author.name", "n"])  # n exists with a null value
-    with pytest.raises(UnknownFieldError, match=r"'lnag'; fields in this index: author, lang, n, ok, tags, year"):
-        check_fields(conn, ["lnag"])
+    check_fields(conn, compile_filter({"lang": "en", "author.name": "Ada", "n": None}), strict=True)
+    message = r"'lnag'; fields in this index: author.name, lang, n, ok, tags, year"
+    with pytest.raises(UnknownFieldError, match=message):
+        check_fields(conn, compile_filter({"lnag": "en"}), strict=False)
+    with pytest.raises(UnknownFieldError, match=message):
+        check_fields(conn, compile_filter({"$or": [{"lnag": "en"}, {"lang": "fr"}]}), strict=True)
+
+
+def test_search_tolerates_a_missing_field_in_an_or_branch(conn: sqlite3.Connection) -> None:
+    compiled = compile_filter({"$or": [{"lnag": "en"}, {"lang": "fr"}]})
+    check_fields(conn, compiled, strict=False)
+    assert compiled.required == ()
+    assert matching(conn, {"$or": [{"lnag": "en"}, {"lang": "fr"}]}) == ["b"]
+
+
+def test_a_type_the_field_never_holds_warns(conn: sqlite3.Connection) -> None:
+    with pytest.warns(FilterTypeWarning, match=r"'ok' holds bool values, never number"):
+        check_fields(conn, compile_filter({"ok": {"$gte": 1}}), strict=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_fields(conn, compile_filter({"year": {"$gte": 2020}}), strict=False)  # holds numbers and text

@@ -204,22 +204,6 @@ def test_two_processes_read_the_same_index(retriever: Retriever, index_dir: Path
     assert json.loads(run.stdout) == [h.doc_id for h in retriever.search("fox", k=3)]
 
 
-def test_short_approximate_results_fall_back_to_exact_search(retriever: Retriever, monkeypatch) -> None:
-    """An IVF/HNSW index can miss allowed ids inside a selective filter; the exact fallback finds them."""
-    expected = retriever.search("fox", k=4, filter={"lang": "fr"})
-    store_search = type(retriever.store).search
-
-    def short(self, vectors, k, *, allowed_ids=None):  # as if the probed lists held only one allowed id
-        scores, ids = store_search(self, vectors, k, allowed_ids=allowed_ids)
-        scores[:, 1:], ids[:, 1:] = -np.inf, -1
-        return scores, ids
-
-    monkeypatch.setattr(type(retriever.store), "search", short)
-    fallback = retriever.search("fox", k=4, filter={"lang": "fr"})
-    assert [h.chunk_id for h in fallback] == [h.chunk_id for h in expected]
-    np.testing.assert_allclose([h.score for h in fallback], [h.score for h in expected], atol=1e-5)
-
-
 def test_sharded_search_equals_one_index_over_the_whole_corpus(
     tmp_path: Path, index_dir: Path, tiny_encoder: LLM2VecEncoder
 ) -> None:

@@ -4,7 +4,8 @@ The instruction is joined to the text as the reference library does (`"{instruct
 the pair is tokenized once, and a token is pooled when its character span overlaps the text
 part. This replaces the reference's magic separator string and its second tokenization of
 every text. Documents longer than `doc_max_length` tokens are cut on word boundaries first,
-exactly as the reference does, so released checkpoints see the inputs they were tuned on.
+exactly as the reference does, so released checkpoints see the inputs they were tuned on; a text
+with no word boundary to cut at (no spaces) is cut after its last token that fits instead.
 Text written entirely in capitals is lower-cased first (`fold_all_caps`), the one deliberate
 departure from the reference.
 """
@@ -73,12 +74,24 @@ def truncate_words(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, fmt
         text = out[i]
         while length > fmt.doc_max_length:
             words = text.split()
-            text = " ".join(words[: int(len(words) * fmt.doc_max_length / length)])
+            cut = " ".join(words[: int(len(words) * fmt.doc_max_length / length)])
+            if not cut.strip() or len(cut) >= len(text):
+                # No word boundary to cut at (Chinese, Japanese, Thai, minified code): cut at a token.
+                text = _token_prefix(text, tokenizer, fmt.doc_max_length)
+                break
+            text = cut
             length = len(
                 tokenizer(text, add_special_tokens=False, truncation=True, max_length=fmt.max_length)["input_ids"]
             )
         out[i] = text
     return out
+
+
+def _token_prefix(text: str, tokenizer: PreTrainedTokenizerBase, n_tokens: int) -> str:
+    """The longest prefix of `text` made of its first `n_tokens` tokens."""
+    offsets = tokenizer(text, add_special_tokens=False, truncation=True, max_length=n_tokens,
+                        return_offsets_mapping=True)["offset_mapping"]
+    return text[: offsets[-1][1]] if offsets else text
 
 
 def _assemble(instruction: str | None, text: str, fmt: PromptFormat) -> tuple[str, int]:
