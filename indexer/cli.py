@@ -14,8 +14,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .documents import DEFAULT_MAX_CHARS
 from .errors import IndexerError
-from .filter_cli import filter_options, parse_filters
-from .ingest import IngestReport, RecordFields, count_documents, iter_documents
+from .filter_cli import filter_options, filter_warnings, parse_filters
+from .ingest import IngestReport, RecordFields, count_documents, estimate_chunks, iter_documents
 from .llm2vec import LLM2VecError
 from .loading import DEFAULT_MODEL
 
@@ -28,6 +28,11 @@ _SHOWN_SKIPS = 10
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
+
+
+_WAIT_OPTION = click.option(
+    "--wait", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+    help="If another process is writing the index, wait up to this long for it instead of failing at once.")
 
 
 def _source_options(command: Callable) -> Callable:
@@ -46,6 +51,7 @@ def _source_options(command: Callable) -> Callable:
                      help="Chunks encoded (and committed) together."),
         click.option("--max-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_CHARS, show_default=True,
                      help="Skip documents longer than this many characters."),
+        _WAIT_OPTION,
     ]
     for option in reversed(options):
         command = option(command)
@@ -139,7 +145,7 @@ def index() -> None:
               help="PEFT LoRA adapter directory; repeat to stack.")
 @click.option("--factory", default=None, metavar="FACTORY",
               help="FAISS index: Flat (default, exact), HNSW32, IVF1024,Flat, IVF1024,PQ64, OPQ64,IVF1024,PQ64, "
-                   "or auto (by corpus size).")
+                   "or auto (by the number of chunks the sources will make).")
 @click.option("--chunk-tokens", type=click.IntRange(min=1), default=None,
               help="Tokens per chunk [default: the encoder's doc_max_length].")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tokens shared by neighbouring chunks [default: 32].")
@@ -161,7 +167,7 @@ def index() -> None:
               help="[ray] Documents per embedding shard: the unit of work, commit and resume [default: 256].")
 def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, csv_strings: bool,
           batch_size: int,
-          max_chars: int, model: str | None, adapters: tuple[str, ...], factory: str | None,
+          max_chars: int, wait: float, model: str | None, adapters: tuple[str, ...], factory: str | None,
           chunk_tokens: int | None, overlap: int | None, document_instruction: str | None, engine: str,
           ray_address: str | None, concurrency: int | None, num_gpus_per_worker: float | None,
           num_cpus_per_worker: float | None, shard_docs: int | None) -> None:
@@ -188,7 +194,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
     from .writer import Indexer
 
     fields = _fields(text_fields, id_fields, metadata_fields, csv_strings)
-    expected = count_documents(sources, fields) if factory == "auto" else None
+    expected = estimate_chunks(sources, chunk_tokens, overlap) if factory == "auto" else None
     session = contextlib.nullcontext()
     if engine == "ray":
         defaults = RayOptions()
@@ -203,7 +209,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
             indexer = stack.enter_context(Indexer(
                 index_dir, model=model, adapters=adapters, factory=factory, chunk_tokens=chunk_tokens,
                 overlap=overlap, batch_size=batch_size, document_instruction=document_instruction,
-                expected_size=expected, max_chars=max_chars))
+                expected_size=expected, max_chars=max_chars, wait=wait))
         except (IndexerError, LLM2VecError, ValueError) as exc:
             raise _fail(exc) from None
         if engine == "ray":
@@ -216,7 +222,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_source_options
 def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, metadata_fields, csv_strings: bool,
-        batch_size: int, max_chars: int) -> None:
+        batch_size: int, max_chars: int, wait: float) -> None:
     """Add (or update) documents from SOURCE in an existing INDEX_DIR, with its own encoder.
 
     \b
@@ -227,7 +233,7 @@ def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, meta
     from .writer import Indexer
 
     try:
-        indexer = Indexer.open(index_dir, batch_size=batch_size, max_chars=max_chars)
+        indexer = Indexer.open(index_dir, batch_size=batch_size, max_chars=max_chars, wait=wait)
     except (IndexerError, LLM2VecError, ValueError) as exc:
         raise _fail(exc) from None
     with indexer:
@@ -238,7 +244,9 @@ def add(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, meta
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--id", "ids", multiple=True, help="Document id to delete; repeat for more.")
 @filter_options
-def delete(index_dir: Path, ids: tuple[str, ...], conditions: tuple[str, ...], filter_json: str | None) -> None:
+@_WAIT_OPTION
+def delete(index_dir: Path, ids: tuple[str, ...], conditions: tuple[str, ...], filter_json: str | None,
+           wait: float) -> None:
     """Delete documents (all their chunks) from INDEX_DIR by id and/or metadata filter.
 
     \b
@@ -256,7 +264,7 @@ def delete(index_dir: Path, ids: tuple[str, ...], conditions: tuple[str, ...], f
     from .writer import Indexer  # it loads the encoder only for writes that need it, never for deletes
 
     try:
-        with Indexer.open(index_dir) as indexer:
+        with Indexer.open(index_dir, wait=wait) as indexer, filter_warnings():
             deleted = indexer.delete(ids=list(ids) or None, where=where)
             counts = indexer.store.counts()
     except (IndexerError, LLM2VecError, ValueError) as exc:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from typing import Any, Callable
+import warnings
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -50,3 +52,18 @@ def filter_options(command: Callable) -> Callable:
                            )(command)
     return click.option("--filter", "-f", "conditions", multiple=True, metavar="KEY=VALUE",
                         help="Metadata condition; also KEY>=V, KEY<V, KEY!=V ... Repeat to AND several.")(command)
+
+
+@contextlib.contextmanager
+def filter_warnings() -> Iterator[None]:
+    """Show filter warnings (a field compared with a type it never holds) as one plain stderr line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if type(warning.message).__name__ == "FilterTypeWarning":
+                    click.echo(f"warning: {warning.message}", err=True)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)

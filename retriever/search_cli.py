@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from indexer.errors import IndexerError
-from indexer.filter_cli import filter_options, parse_filters
+from indexer.filter_cli import filter_options, filter_warnings, parse_filters
 from indexer.llm2vec import LLM2VecError
 
 from .errors import RetrieverError
@@ -41,14 +41,20 @@ def _table(hits: list[Hit]) -> str:
 @filter_options
 @click.option("--hybrid", is_flag=True, help="Fuse BM25 keyword hits with the dense hits (reciprocal rank fusion).")
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
-@click.option("--threshold", type=float, help="Drop hits scoring below this (cosine similarity).")
+@click.option("--threshold", type=float, help="Drop hits whose cosine similarity is below this (with --hybrid: "
+              "dense hits, before fusion).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="IVF indexes: lists to probe (more: better recall, slower) [default: the index's].")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="HNSW indexes: candidate list size (more: better recall, slower) [default: 64].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per hit instead of a table.")
 @click.option("--shard", "shards", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Another index directory holding a part of the same corpus (same model); repeat. "
                    "The query is encoded once and the parts' hits merged by score.")
 def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
            conditions: tuple[str, ...], filter_json: str | None, hybrid: bool, mmr: bool,
-           threshold: float | None, as_json: bool, shards: tuple[str, ...]) -> None:
+           threshold: float | None, nprobe: int | None, ef_search: int | None, as_json: bool,
+           shards: tuple[str, ...]) -> None:
     """Search INDEX_DIR for QUERY and print the best chunks.
 
     The query is encoded with a task instruction (LLM2Vec style); documents were encoded without.
@@ -73,14 +79,16 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     from .sharded import ShardedRetriever
 
     try:
-        if shards:
-            with ShardedRetriever.open([index_dir, *shards]) as sharded:
-                hits = sharded.search(query, k, task=task, instruction=instruction, filter=filter,
-                                      score_threshold=threshold)
-        else:
-            with Retriever.open(index_dir) as retriever:
-                hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
-                                        score_threshold=threshold, mmr=mmr, hybrid=hybrid)
+        with filter_warnings():
+            if shards:
+                with ShardedRetriever.open([index_dir, *shards]) as sharded:
+                    hits = sharded.search(query, k, task=task, instruction=instruction, filter=filter,
+                                          score_threshold=threshold, nprobe=nprobe, ef_search=ef_search)
+            else:
+                with Retriever.open(index_dir) as retriever:
+                    hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
+                                            score_threshold=threshold, mmr=mmr, hybrid=hybrid, nprobe=nprobe,
+                                            ef_search=ef_search)
     except (RetrieverError, IndexerError, LLM2VecError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -104,5 +104,19 @@ def count_documents(sources: Sequence[str | Path], fields: RecordFields | None =
     return max(total, 0)
 
 
-__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "expand_sources", "iter_documents", "read_file",
+BYTES_PER_TOKEN = 4
+"""About how many bytes of text one token covers in English (fewer in other scripts: an overestimate
+of the tokens there, which errs towards the larger index)."""
+
+
+def estimate_chunks(sources: Sequence[str | Path], chunk_tokens: int | None, overlap: int | None) -> int:
+    """A rough count of the chunks `sources` make (for `--factory auto`): their bytes over the new
+    bytes each chunk adds, and at least one per document."""
+    chunk_tokens = chunk_tokens or 400
+    stride = max(1, chunk_tokens - (32 if overlap is None else overlap)) * BYTES_PER_TOKEN
+    total_bytes = sum(path.stat().st_size for path, _ in expand_sources(sources))
+    return max(count_documents(sources), total_bytes // stride)
+
+
+__all__ = ["IngestReport", "RecordFields", "SUPPORTED", "count_documents", "estimate_chunks", "expand_sources", "iter_documents", "read_file",
            "type_cell"]

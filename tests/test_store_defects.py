@@ -1,0 +1,124 @@
+"""Smaller defects of the store (issue 12): each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from pydantic import SecretStr
+
+from indexer import Indexer, IndexStore
+from indexer.ingest import estimate_chunks
+from retriever import Retriever
+from retriever.cli import main
+from retriever.langchain import LLM2VecVectorStore
+
+DOCS = [{"id": f"d{i}", "text": f"document {i} about {'foxes' if i % 2 else 'owls'} and rivers",
+         "metadata": {"n": i}} for i in range(40)]
+
+
+class KeyedEmbeddings(DeterministicFakeEmbedding):
+    """Embeddings with a credential and a tunable, as hosted-API embeddings have."""
+
+    model: str = "fake-embed-1"
+    api_key: SecretStr = SecretStr("sk-secret-123")
+    timeout: float = 10.0
+
+
+def test_external_embeddings_record_identity_not_secrets(tmp_path: Path) -> None:
+    store = LLM2VecVectorStore(KeyedEmbeddings(size=8), tmp_path / "index")
+    store.add_texts(["a", "b"])
+    store.close()
+    manifest = (tmp_path / "index" / "manifest.json").read_text()
+    assert "sk-secret" not in manifest and "api_key" not in manifest and "timeout" not in manifest
+    assert json.loads(manifest)["encoder"]["params"] == {"model": "fake-embed-1", "size": 8}
+    reopened = LLM2VecVectorStore(KeyedEmbeddings(size=8, timeout=60.0, api_key=SecretStr("other")), tmp_path / "index")
+    assert len(reopened.similarity_search("a", k=2)) == 2
+    reopened.close()
+
+
+def test_vector_store_reopens_an_hnsw_store(tmp_path: Path) -> None:
+    store = LLM2VecVectorStore(DeterministicFakeEmbedding(size=8), tmp_path / "index", factory="HNSW16")
+    store.add_texts(["one", "two"], ids=["1", "2"])
+    store.close()
+    reopened = LLM2VecVectorStore(DeterministicFakeEmbedding(size=8), tmp_path / "index")
+    reopened.add_texts(["three"], ids=["3"])
+    assert [d.page_content for d in reopened.get_by_ids(["1", "3"])] == ["one", "three"]
+    reopened.close()
+
+
+def test_hybrid_threshold_applies_to_the_cosine_before_fusion(tmp_path: Path, tiny_encoder) -> None:
+    with Indexer(tmp_path / "index", tiny_encoder) as indexer:
+        indexer.add_documents(DOCS)
+    with Retriever.open(tmp_path / "index", tiny_encoder) as retriever:
+        dense = retriever.search("foxes", k=40)
+        threshold = dense[5].score
+        hits = retriever.search("foxes", k=10, hybrid=True, score_threshold=threshold)
+        assert hits, "RRF scores are not cosines: the threshold must not apply to them"
+        above = {h.chunk_id for h in dense if h.score >= threshold}
+        keyword = {chunk_id for chunk_id, _ in retriever.store.keyword_search("foxes", 80)}
+        assert all(h.chunk_id in above or h.chunk_id in keyword for h in hits)
+
+
+def test_delete_and_stats_never_load_the_model(tmp_path: Path, tiny_llama: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama, model)
+    with Indexer(tmp_path / "index", model=str(model)) as indexer:
+        indexer.add_documents(DOCS[:5])
+    shutil.rmtree(model)  # loading the encoder now fails
+    runner = CliRunner()
+    result = runner.invoke(main, ["index", "delete", str(tmp_path / "index"), "--id", "d1", "--filter", "n>=3"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 3 documents" in result.output
+    assert runner.invoke(main, ["index", "stats", str(tmp_path / "index")]).exit_code == 0
+
+
+def test_a_small_change_does_not_rewrite_the_snapshot(tmp_path: Path, tiny_encoder) -> None:
+    path = tmp_path / "index"
+    with Indexer(path, tiny_encoder) as indexer:
+        indexer.add_documents(DOCS)
+    snapshot = (path / "index.faiss").stat()
+    with Indexer(path, tiny_encoder) as indexer:
+        indexer.add_documents([{"id": "new", "text": "a brand new document about owls"}])
+        indexer.delete(ids=["d3"])
+    after = (path / "index.faiss").stat()
+    assert (after.st_mtime_ns, after.st_ino) == (snapshot.st_mtime_ns, snapshot.st_ino)
+    with IndexStore.open(path) as store:  # the change is replayed from SQLite on open
+        ids = set(store.vectors.ids().tolist())
+        assert ids == {row[0] for row in store.db.execute("SELECT id FROM chunks")}
+        assert store.counts()["documents"] == 40
+
+
+def test_auto_factory_counts_chunks_not_documents(tmp_path: Path) -> None:
+    corpus = tmp_path / "one-big-document.jsonl"
+    corpus.write_text(json.dumps({"id": "big", "text": "word " * 400_000}) + "\n")
+    assert estimate_chunks([corpus], chunk_tokens=256, overlap=32) >= 2_000
+
+
+def test_an_index_from_before_the_fields_table_is_upgraded_on_open(tmp_path: Path, tiny_encoder) -> None:
+    path = tmp_path / "index"
+    with Indexer(path, tiny_encoder) as indexer:
+        indexer.add_documents(DOCS[:10])
+    with sqlite3.connect(path / "meta.sqlite") as conn:
+        conn.execute("DROP TABLE fields")
+    with Retriever.open(path, tiny_encoder) as retriever:
+        hits = retriever.search("owls", k=10, filter={"n": {"$lt": 4}})
+        assert sorted(h.doc_id for h in hits) == ["d0", "d1", "d2", "d3"]
+
+
+def test_a_filter_comparing_the_wrong_type_warns_in_the_cli(tmp_path: Path, tiny_llama: Path) -> None:
+    csv_file = tmp_path / "papers.csv"
+    csv_file.write_text("id,text,year\np1,retrieval with llms,2019\np2,dense retrieval,2021\n")
+    runner = CliRunner()
+    built = runner.invoke(main, ["index", "build", str(tmp_path / "idx"), str(csv_file), "--csv-strings",
+                                 "--model", str(tiny_llama)])
+    assert built.exit_code == 0, built.output
+    result = runner.invoke(main, ["search", str(tmp_path / "idx"), "retrieval", "--filter", "year>=2021"])
+    assert result.exit_code == 0
+    assert "warning: metadata field 'year' holds text values, never number" in result.output
+    np.testing.assert_equal("no hits" in result.output, True)
