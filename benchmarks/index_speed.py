@@ -8,6 +8,8 @@ measure the index, not the encoder; the build section uses the real encoder on S
     .venv/bin/python benchmarks/index_speed.py             # 10k, 100k and 1M vectors (hours, ~9 GB disk)
     .venv/bin/python benchmarks/index_speed.py --smoke     # tiny sizes, no model: checks it runs
 
+    .venv/bin/python benchmarks/index_speed.py --writes-only 100000,1000000   # one-change cost, filters
+
 Sections: build (real encoder on SciFact: storage time against encoding time); storage at each of
 `--sizes` vectors (bulk add, add/upsert/delete one, snapshot, open and first search in a fresh
 process with its RSS growth, disk), ours and LangChain's FAISS store, giving the scaling curves;
@@ -63,7 +65,8 @@ def unit(rng: np.random.Generator, n: int, centers: np.ndarray | None = None) ->
 
 
 def one_chunk_batch(start: int, vectors: np.ndarray) -> EncodedBatch:
-    docs = [Document(f"s{i}", f"synthetic text {i}", {"n": i}) for i in range(start, start + len(vectors))]
+    docs = [Document(f"s{i}", f"synthetic text {i}", {"n": i, "g": i % 100, "half": i % 2 == 0})
+            for i in range(start, start + len(vectors))]
     return EncodedBatch(docs, [[Chunk(0, 0, len(d.text), d.text)] for d in docs], vectors)
 
 
@@ -169,6 +172,59 @@ def bench_storage(n: int, work: Path, tokenizer: Any, rng: np.random.Generator) 
     return {"vectors": n, "ours": ours, "langchain_faiss": lc}
 
 
+def bench_writes(n: int, work: Path, rng: np.random.Generator, repeat: int = 3) -> dict[str, Any]:
+    """Small writes and filtered search at `n` vectors (Flat): what one change costs once the index is large.
+
+    add_one_close_s / delete_one_close_s: one commit (or delete) then `close()`, the index open;
+    open_s: opening the writer again (replaying what closing left in SQLite). Filtered search:
+    median ms/query under filters allowing 1 % and 50 % of the chunks, against unfiltered search
+    in the same run (ratio), the first call per filter (building its selector) reported apart.
+    """
+    from indexer import IndexStore
+    from retriever import Retriever
+
+    path = work / f"writes-{n}"
+    vectors = unit(rng, n)
+    with Indexer(path, StubEncoder(None)) as indexer:
+        for start in range(0, n, 10_000):
+            indexer.commit(one_chunk_batch(start, vectors[start : start + 10_000]))
+    del vectors
+    out: dict[str, Any] = {"vectors": n, "factory": "Flat"}
+    extra = unit(rng, repeat)
+    adds, deletes, opens = [], [], []
+    for i in range(repeat):
+        started = time.perf_counter()
+        indexer = Indexer(path, StubEncoder(None))
+        opens.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        indexer.commit(one_chunk_batch(n + i, extra[i : i + 1]))
+        indexer.close()
+        adds.append(time.perf_counter() - started)
+        indexer = Indexer(path, StubEncoder(None))
+        started = time.perf_counter()
+        indexer.delete(ids=[f"s{i}"])
+        indexer.close()
+        deletes.append(time.perf_counter() - started)
+    out.update(add_one_close_s=float(np.median(adds)), delete_one_close_s=float(np.median(deletes)),
+               open_s=float(np.median(opens)))
+    queries = unit(rng, 21)
+    with Retriever(IndexStore.open(path), None) as retriever:
+        for name, filter in (("unfiltered", None), ("selective_1pct", {"g": 7}), ("broad_50pct", {"half": True})):
+            started = time.perf_counter()
+            hits = retriever.search_by_vector(queries[0], 10, filter=filter)[0]
+            first = time.perf_counter() - started
+            times = []
+            for query in queries[1:]:
+                started = time.perf_counter()
+                retriever.search_by_vector(query, 10, filter=filter)
+                times.append(time.perf_counter() - started)
+            out[name] = {"first_ms": 1000 * first, "median_ms": 1000 * float(np.median(times)), "hits": len(hits)}
+    for name in ("selective_1pct", "broad_50pct"):
+        out[name]["ratio_to_unfiltered"] = out[name]["median_ms"] / out["unfiltered"]["median_ms"]
+    shutil.rmtree(path)
+    return out
+
+
 def timed_search(index: VectorIndex, queries: np.ndarray, truth: np.ndarray | None) -> tuple[dict[str, float], np.ndarray]:
     """ms/query of one batched top-10 search (after a one-query warm-up), and recall@10 against `truth`."""
     index.search(queries[:1], 10)
@@ -245,7 +301,16 @@ def main() -> None:
     parser.add_argument("--ann-vectors", type=int, help="vectors in the ANN section (default 20000 quick / 1000000)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/index_speed[-quick].json)")
+    parser.add_argument("--writes-only", type=parse_sizes, metavar="SIZES",
+                        help="only the small-write and filtered-search section at these vector counts, e.g. "
+                             "100000,1000000 (results: index_speed-writes.json)")
     args = parser.parse_args()
+    if args.writes_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            writes = [bench_writes(n, Path(tmp), np.random.default_rng(0)) for n in args.writes_only]
+        print(json.dumps(writes, indent=1))
+        print(f"wrote {write_result('index_speed-writes', {'writes': writes}, args.output)}")
+        return
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     sizes, ann_vectors, ann_queries, build_docs = SIZES[mode]
     rng = np.random.default_rng(0)

@@ -100,6 +100,7 @@ class VectorIndex:
         self.hidden = np.empty(0, dtype=np.int64)
         self.max_id = int(_all_ids(index).max()) if index.ntotal else -1
         ivf = _ivf(index)
+        self._nlist = int(ivf.nlist) if ivf is not None else None
         self.nprobe = min(ivf.nlist, max(8, ivf.nlist // 16)) if ivf is not None else None
         self.ef_search = 64 if isinstance(_inner(index), faiss.IndexHNSW) else None
 
@@ -174,8 +175,8 @@ class VectorIndex:
 
     @property
     def nlist(self) -> int | None:
-        ivf = _ivf(self.index) if self.pending is None else None
-        return int(ivf.nlist) if ivf is not None else None
+        """IVF lists of the trained index (None: not IVF, or still held flat)."""
+        return self._nlist if self.pending is None else None
 
     def selector(self, allowed_ids: np.ndarray) -> "Selector":
         """A FAISS ID selector for `allowed_ids` (minus hidden ids): a bitmap when the set is dense
