@@ -58,6 +58,7 @@ define run_benchmarks
 	$(PY) benchmarks/encode_speed.py $(1) --data $(DATA)/scifact
 	$(PY) benchmarks/index_speed.py $(1) --corpus $(DATA)/scifact/corpus.jsonl
 	$(PY) benchmarks/query_speed.py $(1) --data $(DATA)/scifact
+	$(PY) benchmarks/serve_load.py $(1) --data $(DATA)/scifact
 	for dataset in $(BENCH_DATASETS); do $(PY) benchmarks/beir.py --data $(DATA)/$$dataset $(1) || exit 1; done
 	$(PY) benchmarks/report.py
 endef

@@ -537,6 +537,47 @@ def query_plot(ctx: Context, result: Result, indexes: dict[str, Any]) -> list[st
     return ctx.figure(fig, "query_latency", "query latency percentiles per stage and index", [result])
 
 
+def serve_load(ctx: Context) -> list[str]:
+    lines = ["## Serving: `l2v serve` under load", ""]
+    result = ctx.load("serve_load.json", "serve_load_quick.json")
+    if result is None:
+        return lines + not_run("python benchmarks/serve_load.py --quick")
+    data = result.data
+    idle, load = data["idle"], data["concurrent"]
+    offline = load["offline_encode_batch32_queries_per_second"]
+    rows = [["bare `encode` of one query (no server)", p50_p99(idle["bare_encode"]), "–", "–", "–", "–"]]
+    rows += [[f"idle: one `POST /v1/{route}` at a time", p50_p99(idle[route]),
+              f"**{times(idle[route].get('p50_ratio_over_bare_encode'))}**", "–", "–", idle[route]["errors"]]
+             for route in ("embeddings", "search")]
+    rows += [["offline `encode`, batch 32 (no server)", "–", "–", num(offline, 1), "–", "–"]]
+    for route in ("embeddings", "search"):
+        row = load[route]
+        rate = f"{num(row['requests_per_second'], 1)} (**{times(row.get('throughput_ratio_over_offline_batch32'))}**)"
+        rows.append([f"{row['clients']} clients: `POST /v1/{route}`", p50_p99(row), "–", rate,
+                     num(row.get("mean_texts_per_forward"), 1), row["errors"]])
+    targets = data.get("targets", {})
+    lines += [f"A real `l2v serve` on loopback, {data.get('model')}, single short queries ({data.get('queries')}), "
+              f"--max-batch {data.get('max_batch')}, --max-wait-ms {data.get('max_wait_ms')}. Targets: idle embeddings "
+              f"p50 <= {targets.get('idle_p50_ratio_max')}x the bare encode; concurrent throughput >= "
+              f"{targets.get('concurrent_throughput_ratio_min')}x offline batch-32 encoding; no errors. "
+              f"Met: {', '.join(k for k, v in data.get('targets_met', {}).items() if v) or 'none'}.", ""]
+    lines += table(["case", "p50 / p99 ms", "p50 / bare encode", "requests/s (/ offline)", "texts per forward",
+                    "errors"], rows) + [f"_{result.provenance}_", ""]
+    fig, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 3.5))
+    cases = {"bare encode": idle["bare_encode"], "idle embeddings": idle["embeddings"], "idle search": idle["search"],
+             "16 clients embeddings": load["embeddings"], "16 clients search": load["search"]}
+    grouped_bars(latency, list(cases), ["p50_ms", "p99_ms"], lambda case, p: cases[case][p])
+    latency.set(yscale="log", title="latency (ms, log)")
+    plt.setp(latency.get_xticklabels(), rotation=20, ha="right", fontsize=7)
+    latency.legend(fontsize=8)
+    rates = {"offline encode\nbatch 32": offline, "embeddings": load["embeddings"]["requests_per_second"],
+             "search": load["search"]["requests_per_second"]}
+    throughput.bar(list(rates), list(rates.values()), color=["gray", "C0", "C1"])
+    throughput.set(title="queries/s (16 clients)")
+    throughput.grid(axis="y", alpha=0.3)
+    return lines + ctx.figure(fig, "serve_load", "l2v serve latency and throughput against the bare encoder", [result])
+
+
 def scale(ctx: Context) -> list[str]:
     lines = ["## Scaling out with Ray", ""]
     result = ctx.load("scale.json")
@@ -572,7 +613,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, parity, encode_speed, indexing, query_speed, scale)
+    sections = (headline, quality, ablation, parity, encode_speed, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
 
