@@ -73,7 +73,7 @@ def test_one_document_the_encoder_rejects_is_skipped_and_named(tmp_path: Path, t
 @pytest.mark.integration
 def test_multilingual_build_and_search_with_the_default_model(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
-    docs = {**{k: TEXTS[k] for k in ("ja", "zh", "min", "urls")},
+    docs = {"ja": JAPANESE[:2500], "zh": CHINESE[:300], "min": MINIFIED[:3000], "urls": URLS[:2000],
             "en": "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar and oxygen."}
     corpus.write_text("".join(json.dumps({"id": k, "text": v}, ensure_ascii=False) + "\n" for k, v in docs.items()),
                       encoding="utf-8")
