@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from torch import nn
 
 from .errors import ModelLoadError
-from .sources import download, file_sha256
+from .sources import cached_file_sha256, download
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -32,7 +34,7 @@ def adapter_sha256(path: str | os.PathLike) -> str:
     """Content hash of an adapter's weights (what makes two adapters the same)."""
     for name in ADAPTER_WEIGHTS:
         if (Path(path) / name).is_file():
-            return file_sha256(Path(path) / name)
+            return cached_file_sha256(Path(path) / name)
     raise ModelLoadError(f"{path} holds no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
 
 
@@ -45,6 +47,19 @@ def resolve_adapter(adapter: str | os.PathLike) -> Path:
     return Path(download(text))
 
 
+@contextmanager
+def peft_without_deprecation_noise() -> Iterator[None]:
+    """Silence the one FutureWarning peft triggers in transformers 5 on every `PeftModel(...)`.
+
+    peft (0.21.2, the newest release) reads `model.is_gradient_checkpointing`, which transformers 5
+    deprecated in favour of `is_activation_checkpointing`; the user can do nothing about it, and
+    nothing in this package reads the deprecated property. Only that message is filtered.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def apply_adapters(model: nn.Module, adapters: Sequence[str | os.PathLike], *, merge_last: bool = True) -> nn.Module:
     """Load each adapter on top of the previous ones; all but (optionally) the last are merged."""
     from peft import PeftModel
@@ -54,7 +69,8 @@ def apply_adapters(model: nn.Module, adapters: Sequence[str | os.PathLike], *, m
         if not is_adapter_dir(path):
             raise ModelLoadError(f"adapter not found: {path} has no {ADAPTER_CONFIG}")
         try:
-            model = PeftModel.from_pretrained(model, str(path))
+            with peft_without_deprecation_noise():
+                model = PeftModel.from_pretrained(model, str(path))
         except (RuntimeError, ValueError, KeyError) as exc:
             base = adapter_base_model(path)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

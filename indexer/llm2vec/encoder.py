@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import warnings
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from .attention import is_bidirectional, set_bidirectional
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
 from .hardware import fast_bf16
+from .model_cache import MergedModel
 from .pooling import pool
 from .sources import resolve_model
 from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
@@ -155,9 +157,11 @@ class LLM2VecEncoder:
         Every adapter but the last is merged; the last is merged too unless `merge_adapters=False`.
         `fold_all_caps` lower-cases texts written entirely in capitals (see `tokenization`); turn it
         off for byte-for-byte parity with the reference library on such texts.
-        """
-        from transformers import AutoModel, AutoTokenizer
 
+        The model with its merged adapters is cached (`model_cache`): the first load merges and
+        saves it, later loads read it back in a second or two. `trust_remote_code` models are
+        never cached.
+        """
         resolved = resolve_model(model)
         adapters = [str(resolve_adapter(a)) for a in adapters]
         location = resolved.location
@@ -185,15 +189,13 @@ class LLM2VecEncoder:
         load_kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation is not None:
             load_kwargs["attn_implementation"] = attn_implementation
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-            with _quiet_weight_loading():
-                hf_model = AutoModel.from_pretrained(location, **load_kwargs)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"could not load model {resolved.source!r}: {exc}") from exc
+        stack = [*recipe, *adapters]
+        merged, unmerged = (stack, []) if merge_adapters or not stack else (stack[:-1], stack[-1:])
+        tokenizer, hf_model = _load_merged(location, merged, load_kwargs, resolved.source)
         if bidirectional or is_bidirectional(hf_model):
             set_bidirectional(hf_model, bidirectional)
-        hf_model = apply_adapters(hf_model, [*recipe, *adapters], merge_last=merge_adapters)
+        if unmerged:
+            hf_model = apply_adapters(hf_model, unmerged, merge_last=False)
         target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         hf_model.to(target)
         if torch_dtype == torch.bfloat16 and not fast_bf16(target):
@@ -323,9 +325,47 @@ class LLM2VecEncoder:
         return result.numpy()
 
 
+def _load_directory(directory: str | Path, load_kwargs: dict[str, Any], source: str) -> tuple[Any, nn.Module]:
+    """Tokenizer and base model (`AutoModel`) of a local model directory."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=load_kwargs["trust_remote_code"])
+        with _quiet_weight_loading():
+            model = AutoModel.from_pretrained(directory, **load_kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load model {source!r}: {exc}") from exc
+    return tokenizer, model
+
+
+def _load_merged(location: str, adapters: Sequence[str], load_kwargs: dict[str, Any],
+                 source: str) -> tuple[Any, nn.Module]:
+    """Tokenizer and model of `location` with `adapters` merged in: read from the merged-model cache
+    when it holds them, else merged with peft and saved there for the next load."""
+    if not adapters or load_kwargs["trust_remote_code"]:
+        tokenizer, model = _load_directory(location, load_kwargs, source)
+        return tokenizer, apply_adapters(model, adapters) if adapters else model
+    entry = MergedModel.of(location, adapters, str(load_kwargs["dtype"]).removeprefix("torch."))
+    if entry.verified():
+        try:
+            return _load_directory(entry.path, load_kwargs, source)
+        except Exception as exc:  # a cache entry is never trusted over the inputs: rebuild it
+            warnings.warn(f"the cached merged model {entry.path} does not load ({exc}); rebuilding it",
+                          RuntimeWarning, stacklevel=3)
+            shutil.rmtree(entry.path, ignore_errors=True)
+    tokenizer, model = _load_directory(location, load_kwargs, source)
+    model = apply_adapters(model, adapters)
+    try:
+        with _quiet_weight_loading():
+            entry.save(model, tokenizer)
+    except OSError as exc:  # a full or read-only cache costs the next load a merge, nothing else
+        warnings.warn(f"could not cache the merged model in {entry.path}: {exc}", RuntimeWarning, stacklevel=3)
+    return tokenizer, model
+
+
 @contextmanager
 def _quiet_weight_loading() -> Iterator[None]:
-    """Hide transformers' per-load "Loading weights" bar (a local load takes a second or two)."""
+    """Hide transformers' "Loading weights" / "Writing model shards" bars (a local load takes a second or two)."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()

