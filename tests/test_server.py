@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import base64
 import random
+import logging
+import os
+import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -386,3 +390,49 @@ def test_cli_empty_key_file(tmp_path: Path) -> None:
 def test_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.com")
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def test_l2v_serve_stops_cleanly_on_sigterm(tmp_path: Path, tiny_llama: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """`l2v serve` answers, and on SIGTERM finishes, closes the index (snapshot written, lock freed), exits 0."""
+    path = tmp_path / "served"
+    with Indexer(path, model=str(tiny_llama)) as indexer:
+        indexer.add_documents(DOCS[:2])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    received: list[int] = []
+    # uvicorn handles SIGTERM, then re-raises it to the handler it found: this one, not the default (which would
+    # end pytest)
+    signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+    outcome: dict[str, Any] = {}
+
+    def client() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        outcome["write"] = httpx.post(f"{url}/v1/indexes/served/documents", timeout=60,
+                                      json={"documents": [{"id": "new", "text": "written before the signal"}]})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=client, daemon=True)
+    helper.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            result = CliRunner().invoke(main, ["serve", str(path), "--port", str(port)])
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    helper.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert outcome["write"].status_code == 200 and received == [signal.SIGTERM]
+    assert f"{url}/v1/search" in caplog.text and "closed 1 index" in caplog.text
+    with Indexer(path) as reopened:
+        assert reopened.stats()["documents"] == 3
+        assert not reopened.store.snapshot_stale, "a clean stop writes the FAISS snapshot"
