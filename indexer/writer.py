@@ -173,7 +173,7 @@ class Indexer:
         with self._mutex:
             if self._encoder is None:
                 model, adapters = self._encoder_source
-                encoder = encoder_from_manifest(self.manifest, model=model, adapters=adapters)
+                encoder = encoder_from_manifest(self.manifest, model=model, adapters=adapters, index_dir=self.path)
                 check_encoder(self.manifest, encoder.fingerprint(), self.path)
                 self._encoder = encoder
             return self._encoder

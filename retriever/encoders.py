@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 from indexer import LLM2VecEncoder
 from indexer.loading import encoder_from_manifest
 from indexer.llm2vec import LLM2VecError
+from indexer.llm2vec.recipes import check_manifest_recipe
 
 from .errors import IndexMismatchError, RetrieverError
 
@@ -36,14 +38,19 @@ def _load(model: str, adapters: tuple[str, ...], settings: tuple[tuple[str, Any]
 
 
 def encoder_for_manifest(manifest: Mapping[str, Any], *, dtype: str | None = None,
-                         device: str | None = None) -> LLM2VecEncoder:
-    """The encoder the manifest names, loaded with its settings (cached) and fingerprint-checked."""
+                         device: str | None = None, index_dir: str | Path | None = None) -> LLM2VecEncoder:
+    """The encoder the manifest names, loaded with its settings (cached) and fingerprint-checked
+    (a recipe version not shipped: `RetrieverError` with the command that rebuilds `index_dir`)."""
     spec = manifest.get("encoder") or {}
     if not spec.get("model"):
         raise RetrieverError(
             "the index manifest names no LLM2Vec model (its vectors came from other embeddings): "
             "open it with those embeddings, or pass an encoder"
         )
+    try:
+        check_manifest_recipe(manifest, index_dir)
+    except LLM2VecError as exc:
+        raise RetrieverError(str(exc)) from exc
     encoder = _load_for_spec(json.dumps(spec, sort_keys=True), dtype, device)
     check_compatible(manifest, encoder)
     return encoder

@@ -107,7 +107,7 @@ class Retriever:
         except IndexerError as exc:
             raise IndexOpenError(str(exc)) from exc
         if encoder is None:
-            encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device)
+            encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device, index_dir=index_dir)
         return cls(store, encoder, batch_size=batch_size)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "LLM2VecEncoder": ".encoder",
     "LLM2VecError": ".errors",
     "ModelLoadError": ".errors",
+    "RecipeVersionError": ".recipes",
     "UnsupportedArchitectureError": ".errors",
     "cache_dir": ".sources",
     "resolve_model": ".sources",

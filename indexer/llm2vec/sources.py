@@ -26,6 +26,7 @@ from typing import Callable
 from platformdirs import user_cache_dir
 
 from .errors import ModelLoadError
+from .recipes import check_version, parse_recipe_name
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +188,15 @@ def convert_gguf(gguf_path: str | Path) -> tuple[Path, str]:
 def resolve_model(model: str | os.PathLike) -> ResolvedModel:
     """Turn the user's `model` argument into something transformers can load offline."""
     text = os.fspath(model)
-    name, _, recipe = text.partition(":")
+    name = text.partition(":")[0].partition("@")[0]
     if name in EMBEDDED_MODELS:
         embedded = EMBEDDED_MODELS[name]
-        recipe = recipe or embedded.default_recipe
+        named = parse_recipe_name(text)  # "name:recipe@version"; versions in recipes.py
+        check_version(named)
+        recipe = named.recipe or embedded.default_recipe
         adapters = embedded.recipe_adapters(recipe)
         directory, sha = convert_gguf(embedded.locate())
-        return ResolvedModel(str(directory), f"{name}:{recipe}", sha, adapters)
+        return ResolvedModel(str(directory), named.canonical(recipe), sha, adapters)
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         if not path.is_file():

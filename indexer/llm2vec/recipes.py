@@ -1,0 +1,132 @@
+"""Versions of the adapter recipes shipped for embedded models ("smollm2-135m:mntp+supervised@2").
+
+An embedded model ships one set of trained adapters (`pretrained/<name>/<stage>`), numbered by
+`SHIPPED_VERSIONS`. A recipe name may carry the version it expects after an "@"; a name without one
+means version 1, the first adapters shipped, so every index manifest written before versions
+existed keeps naming what it was built with. Canonical names omit "@1" for the same reason.
+
+When retrained adapters replace the shipped ones, bump the model's entry here: names (and index
+manifests) of the older version then fail with `RecipeVersionError`, whose message gives the exact
+command that rebuilds the index with the shipped version, instead of loading other vectors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ModelLoadError
+
+SHIPPED_VERSIONS: dict[str, int] = {"smollm2-135m": 1}
+"""Version of the adapters shipped in `pretrained/<name>/`; embedded models not listed ship version 1."""
+FIRST_VERSION = 1
+BASE_RECIPE = "base"
+_VERSION = re.compile(r"[1-9][0-9]*")
+
+
+class RecipeVersionError(ModelLoadError):
+    """A recipe version this installation does not ship (the message says how to rebuild)."""
+
+
+@dataclass(frozen=True)
+class RecipeName:
+    """`model[:recipe][@version]` taken apart; `recipe` is "" when the name gives none."""
+
+    model: str
+    recipe: str
+    version: int | None
+
+    def canonical(self, recipe: str) -> str:
+        """`model:recipe`, plus "@N" for versions after the first ("base" has no version)."""
+        version = self.version or shipped_version(self.model)
+        suffix = f"@{version}" if recipe != BASE_RECIPE and version != FIRST_VERSION else ""
+        return f"{self.model}:{recipe}{suffix}"
+
+
+def shipped_version(model: str) -> int:
+    """The version of `model`'s shipped adapters."""
+    return SHIPPED_VERSIONS.get(model, FIRST_VERSION)
+
+
+def parse_recipe_name(text: str) -> RecipeName:
+    """Split "smollm2-135m:mntp+supervised@2" into (model, recipe, version); a bad version is an error."""
+    name, colon, rest = text.partition(":")
+    if not colon:  # "smollm2-135m@2": the default recipe of a version
+        name, at, version = text.partition("@")
+        rest = f"@{version}" if at else ""
+    recipe, at, version = rest.partition("@")
+    if not at:
+        return RecipeName(name, recipe, None)
+    if not _VERSION.fullmatch(version):
+        raise ModelLoadError(f"{text!r}: the recipe version after '@' must be a positive integer, e.g. "
+                             f"{name}:{recipe or 'mntp+supervised'}@{shipped_version(name)}")
+    return RecipeName(name, recipe, int(version))
+
+
+def check_version(name: RecipeName, *, manifest: Mapping[str, Any] | None = None,
+                  index_dir: str | Path | None = None) -> None:
+    """Raise `RecipeVersionError` when `name` asks for a version other than the shipped one
+    (`manifest` and `index_dir`: the index that named it, for the rebuild command)."""
+    shipped = shipped_version(name.model)
+    if name.recipe == BASE_RECIPE or (name.version or FIRST_VERSION) == shipped:
+        return
+    asked = f"{name.model}:{name.recipe or '<default>'}@{name.version or FIRST_VERSION}"
+    message = (f"{asked} is not shipped by this installation of llm2vec-retriever: it ships version {shipped} "
+               f"of {name.model}'s adapters")
+    if index_dir is None:
+        raise RecipeVersionError(f"{message}. Use {name.model} (= @{shipped}), or install the release that "
+                                 f"shipped version {name.version or FIRST_VERSION}.")
+    command = rebuild_command(manifest or {}, index_dir, name.model)
+    raise RecipeVersionError(f"{message}; the index {index_dir} was built with {asked}. Rebuild it with the "
+                             f"shipped encoder:\n  {command}\nor open it with the release that shipped its version.")
+
+
+def rebuild_command(manifest: Mapping[str, Any], index_dir: str | Path, model: str) -> str:
+    """`l2v index build` for a new index next to `index_dir` with its sources (the files its documents
+    came from, read from its SQLite), its chunking and factory, and `model`'s shipped recipe."""
+    target = Path(index_dir)
+    parts = ["l2v", "index", "build", str(target.with_name(f"{target.name}-v{shipped_version(model)}"))]
+    parts += _sources(target) or ["SOURCES..."]
+    parts += ["--model", model]
+    chunking = manifest.get("chunking") or {}
+    for flag, value in (("--chunk-tokens", chunking.get("chunk_tokens")), ("--overlap", chunking.get("overlap")),
+                        ("--factory", manifest.get("factory")),
+                        ("--document-instruction", manifest.get("document_instruction"))):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _sources(index_dir: Path, most: int = 10) -> list[str]:
+    """The source files of the index's documents (their common directory when more than `most`)."""
+    database = index_dir / "meta.sqlite"
+    if not database.is_file():
+        return []
+    try:
+        with closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            rows = connection.execute("SELECT DISTINCT source FROM documents WHERE source IS NOT NULL "
+                                      "AND source != '' ORDER BY source").fetchall()
+    except sqlite3.Error:
+        return []
+    sources = [row[0] for row in rows]
+    if len(sources) > most:
+        return [os.path.commonpath(sources) or "."]
+    return sources
+
+
+def check_manifest_recipe(manifest: Mapping[str, Any], index_dir: str | Path | None = None) -> None:
+    """`check_version` for the model an index manifest names (no-op for non-embedded models)."""
+    from .sources import EMBEDDED_MODELS
+
+    model = (manifest.get("encoder") or {}).get("model")
+    if not isinstance(model, str):
+        return
+    name = parse_recipe_name(model)
+    if name.model in EMBEDDED_MODELS:
+        check_version(name, manifest=manifest, index_dir=index_dir)
