@@ -436,3 +436,11 @@ def test_l2v_serve_stops_cleanly_on_sigterm(tmp_path: Path, tiny_llama: Path,
     with Indexer(path) as reopened:
         assert reopened.stats()["documents"] == 3
         assert not reopened.store.snapshot_stale, "a clean stop writes the FAISS snapshot"
+
+
+@pytest.mark.integration
+def test_the_bare_embedded_name_stands_for_its_default_recipe() -> None:
+    from retriever.server.registry import _embedded_alias
+
+    assert _embedded_alias("smollm2-135m:mntp+supervised") == "smollm2-135m"
+    assert _embedded_alias("smollm2-135m:base") is None and _embedded_alias("my-model") is None

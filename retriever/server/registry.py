@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from indexer import Indexer
+from indexer.llm2vec import EMBEDDED_MODELS, LLM2VecError, resolve_model
 from indexer.manifest import read_manifest
 
 from ..encoders import encoder_for_manifest, load_encoder
@@ -115,9 +116,9 @@ class Registry:
             if settings.model not in self.models:
                 model.aliases.append(settings.model)
         taken = set(self.models) | {alias for model in self.models.values() for alias in model.aliases}
-        for model in self.models.values():  # an index name also stands for its model
-            for name in model.indexes:
-                if name not in taken:
+        for model in self.models.values():  # an embedded model's bare name, and an index name, stand for it too
+            for name in [_embedded_alias(model.id), *model.indexes]:
+                if name is not None and name not in taken:
                     model.aliases.append(name)
                     taken.add(name)
         self._names = {alias: model for model in self.models.values() for alias in [model.id, *model.aliases]}
@@ -165,6 +166,17 @@ class Registry:
 def _public_name(model: str) -> str:
     """A model's id: a local path gives its directory or file name (no server paths in answers)."""
     return Path(model).name if Path(model).exists() else str(model)
+
+
+def _embedded_alias(model_id: str) -> str | None:
+    """The bare embedded name ("smollm2-135m") when it loads exactly this recipe ("smollm2-135m:mntp+supervised")."""
+    base = model_id.partition(":")[0].partition("@")[0]
+    if base == model_id or base not in EMBEDDED_MODELS:
+        return None
+    try:
+        return base if resolve_model(base).source == model_id else None
+    except LLM2VecError:
+        return None
 
 
 def _settings(settings: ServerSettings) -> dict[str, Any]:
