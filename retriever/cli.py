@@ -14,6 +14,7 @@ import click
 
 COMMANDS: dict[str, str] = {
     "embed": "indexer.llm2vec.cli:embed",
+    "export": "indexer.llm2vec.export_cli:export",
     "index": "indexer.cli:index",
     "search": "retriever.search_cli:search",
     "serve": "retriever.serve_cli:serve",

@@ -9,6 +9,7 @@ from ..lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "CONFIG_NAME": ".config",
     "EMBEDDED_MODELS": ".sources",
+    "ExportError": ".st_export",
     "POOLING_MODES": ".config",
     "SUPPORTED_MODEL_TYPES": ".attention",
     "InputError": ".errors",
@@ -19,6 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "RecipeVersionError": ".recipes",
     "UnsupportedArchitectureError": ".errors",
     "cache_dir": ".sources",
+    "export_sentence_transformers": ".st_export",
     "resolve_model": ".sources",
     "set_bidirectional": ".attention",
 })

@@ -220,6 +220,14 @@ class LLM2VecEncoder:
         self.config.write(directory)
         return directory
 
+    def save_sentence_transformers(self, directory: str | os.PathLike, *, prompts: dict[str, str] | None = None,
+                                   normalize: bool = True, force: bool = False) -> Path:
+        """Write a sentence-transformers folder: merged weights, prompts per task, model card
+        (`st_export.export_sentence_transformers`; `ExportError` for what it cannot express)."""
+        from .st_export import export_sentence_transformers
+
+        return export_sentence_transformers(self, directory, prompts=prompts, normalize=normalize, force=force)
+
     # ------------------------------------------------------------------ properties
     @property
     def dim(self) -> int:
