@@ -267,13 +267,13 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             process.kill()
 
-    for route, result in idle_results.items():
+    for result in idle_results.values():
         result["p50_ratio_over_bare_encode"] = round(result["p50_ms"] / bare_idle["p50_ms"], 3)
-    for route, result in load_results.items():
+    for result in load_results.values():
         result["throughput_ratio_over_offline_batch32"] = round(result["requests_per_second"] / offline_qps, 3)
     results = {
-        "mode": mode, "quick": args.quick, "smoke": args.smoke, "model": model_name, "threads": args.threads, "max_batch": args.max_batch,
-        "max_wait_ms": args.max_wait_ms, "task": TASK, "k": K, "queries": query_source,
+        "mode": mode, "quick": args.quick, "smoke": args.smoke, "model": model_name, "threads": args.threads,
+        "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "task": TASK, "k": K, "queries": query_source,
         "targets": TARGETS,
         "idle": {"bare_encode": bare_idle, **idle_results},
         "concurrent": {"offline_encode_batch32_queries_per_second": round(offline_qps, 2), **load_results},

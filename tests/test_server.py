@@ -257,7 +257,8 @@ BAD = [
     ("POST", "/v1/search", {"index": "docs", "query": "x", "filter": {"colour": "red"}}, None, 400, "'colour'"),
     ("POST", "/v1/search", {"index": "docs", "query": "x", "mmr": True, "hybrid": True}, None, 400, "choose one"),
     ("POST", "/v1/indexes/docs/documents", {"documents": []}, None, 400, "documents: List should have at least 1"),
-    ("POST", "/v1/indexes/docs/documents", {"documents": [{"id": "e", "text": ""}]}, None, 400, "documents[0] is empty"),
+    ("POST", "/v1/indexes/docs/documents", {"documents": [{"id": "e", "text": ""}]}, None, 400,
+     "documents[0] is empty"),
     ("POST", "/v1/indexes/docs/documents", {"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, None,
      400, "appears twice"),
     ("POST", "/v1/indexes/nope/documents", {"documents": [{"text": "x"}]}, None, 404, "no index named 'nope'"),
@@ -308,6 +309,18 @@ def test_health_ready_and_metrics(base: str, http: httpx.Client) -> None:
     for name in ("l2v_request_seconds_bucket", "l2v_batch_size_bucket", "l2v_queue_depth", "l2v_texts_encoded_total",
                  "l2v_tokens_encoded_total"):
         assert name in text
+
+
+def test_cors_is_off_by_default(base: str) -> None:
+    preflight = httpx.options(f"{base}/v1/search", headers={"Origin": "http://elsewhere.example",
+                                                            "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_a_model_that_cannot_load_is_reported_not_served(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="failed to load: .*model not found"):
+        with live_server(ServerSettings(model=str(tmp_path / "missing-model"))):
+            pass
 
 
 # ---------------------------------------------------------------------------------------------- batching
