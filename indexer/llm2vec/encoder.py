@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_adapter_dir, resolve_adapter
 from .attention import is_bidirectional, set_bidirectional
+from .batching import length_batches
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
 from .hardware import fast_bf16
@@ -32,6 +33,7 @@ from .sources import resolve_model
 from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
 
 TextInput = str | Sequence[str] | Sequence[Sequence[str]]
+DEFAULT_MAX_BATCH_TOKENS = 16384
 ConvertTo = Literal["numpy", "torch", "list"]
 
 
@@ -294,7 +296,8 @@ class LLM2VecEncoder:
         texts: TextInput,
         instruction: str | Sequence[str | None] | None = None,
         *,
-        batch_size: int = 32,
+        batch_size: int | None = 32,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         normalize: bool = False,
         show_progress_bar: bool | None = None,
         convert_to: ConvertTo = "numpy",
@@ -304,24 +307,31 @@ class LLM2VecEncoder:
         `texts` is a string, a list of strings, or a list of `[instruction, text]` pairs (as in the
         reference library). `instruction` is one string for all texts or one per text; it is seen
         by the model but not pooled. A single string gives a 1-D vector.
+
+        Every input is tokenized once. Texts of similar length go through the model together: a
+        batch holds at most `batch_size` texts (None: no limit) and `max_batch_tokens` padded
+        tokens, and never pads a short text to the length of a much longer one (`batching`).
         """
         if convert_to not in ("numpy", "torch", "list"):
             raise InputError(f"convert_to must be 'numpy', 'torch' or 'list', got {convert_to!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+            raise InputError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
         single = isinstance(texts, str)
         instructions, docs = _split_inputs([texts] if single else texts, instruction)
         items = self.tokenize(docs, instructions) if docs else []
-        order = sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))
+        batches = length_batches([len(item.input_ids) for item in items], max_texts=batch_size,
+                                 max_tokens=max_batch_tokens)
         result = torch.empty((len(items), self.dim), dtype=torch.float32)
-        starts = range(0, len(order), batch_size)
         if show_progress_bar is None:
-            show_progress_bar = len(starts) > 1 and sys.stderr.isatty()
-        with torch.inference_mode():
-            for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress_bar):
-                rows = order[start : start + batch_size]
+            show_progress_bar = len(batches) > 1 and sys.stderr.isatty()
+        with torch.inference_mode(), tqdm(total=len(items), desc="encoding", unit="text",
+                                          disable=not show_progress_bar) as bar:
+            for rows in batches:
                 batch = collate([items[i] for i in rows], self.pad_token_id)
                 result[rows] = self.embed(batch).cpu()
+                bar.update(len(rows))
         if normalize:
             result = torch.nn.functional.normalize(result, dim=-1)
         if single:
