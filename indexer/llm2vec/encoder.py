@@ -308,9 +308,9 @@ class LLM2VecEncoder:
         reference library). `instruction` is one string for all texts or one per text; it is seen
         by the model but not pooled. A single string gives a 1-D vector.
 
-        Every input is tokenized once. Texts of similar length go through the model together: a
-        batch holds at most `batch_size` texts (None: no limit) and `max_batch_tokens` padded
-        tokens, and never pads a short text to the length of a much longer one (`batching`).
+        Texts of similar length go through the model together: a batch holds at most `batch_size`
+        texts (None: no limit) and `max_batch_tokens` padded tokens, and never pads a short text
+        to the length of a much longer one (`batching`).
         """
         if convert_to not in ("numpy", "torch", "list"):
             raise InputError(f"convert_to must be 'numpy', 'torch' or 'list', got {convert_to!r}")
