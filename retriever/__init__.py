@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "Hit": ".retriever",
     "IndexMismatchError": ".errors",
     "IndexOpenError": ".errors",
+    "LLM2VecMTEB": ".mteb",
     "Retriever": ".retriever",
     "RetrieverError": ".errors",
     "ShardedRetriever": ".sharded",
@@ -31,3 +32,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "reciprocal_rank_fusion": ".fusion",
     "resolve_instruction": ".instructions",
 })
+# LLM2VecMTEB needs the optional `mteb` extra: importable by name, left out of `import *`.
+__all__ = [name for name in __all__ if name != "LLM2VecMTEB"]
