@@ -210,11 +210,29 @@ def first(row: dict[str, Any], keys: Sequence[str]) -> Any:
 # ---------------------------------------------------------------- retrieval quality
 
 
-def beir_results(ctx: Context) -> dict[str, Result]:
-    """beir-<dataset>.json by dataset, the three retrieval datasets first."""
-    found = {r.data.get("dataset") or r.path.stem.removeprefix("beir-"): r for r in ctx.glob("beir-*.json")}
+BEIR_MODES = {"full": "full corpora", "quick": "quick (reduced corpora)"}
+
+
+def beir_mode(result: Result) -> str:
+    """full (beir-<dataset>.json, whole collection), quick (beir-<dataset>-quick.json) or reduced."""
+    stem = result.path.stem
+    if stem.endswith("-quick"):
+        return "quick"
+    protocol = result.data.get("protocol") or {}
+    return "reduced" if stem.endswith("-reduced") or protocol.get("max_docs") or protocol.get("max_queries") else "full"
+
+
+def beir_results(ctx: Context, mode: str) -> dict[str, Result]:
+    """beir-<dataset>[-quick].json of one mode by dataset, the three retrieval datasets first."""
+    found = {r.data.get("dataset") or r.path.stem.removeprefix("beir-").removesuffix("-quick"): r
+             for r in ctx.glob("beir-*.json") if beir_mode(r) == mode}
     order = [d for d in RETRIEVAL_DATASETS if d in found] + sorted(set(found) - set(RETRIEVAL_DATASETS))
     return {name: found[name] for name in order}
+
+
+def beir_sets(ctx: Context) -> list[tuple[str, dict[str, Result]]]:
+    """(label, results by dataset) for each mode that has results: full corpora first."""
+    return [(label, found) for mode, label in BEIR_MODES.items() if (found := beir_results(ctx, mode))]
 
 
 def rows_by_name(result: Result) -> dict[str, dict[str, Any]]:
@@ -222,14 +240,17 @@ def rows_by_name(result: Result) -> dict[str, dict[str, Any]]:
 
 
 def beir_not_run() -> list[str]:
-    return not_run(*(f"python benchmarks/beir.py --data ../shared/data/{d} --quick" for d in RETRIEVAL_DATASETS))
+    return not_run(*(f"python benchmarks/beir.py --data ../shared/data/{d} --full" for d in RETRIEVAL_DATASETS))
 
 
 def headline(ctx: Context) -> list[str]:
     lines = ["## Headline: NDCG@10 of our default model as a share of BM25's", ""]
-    beir = beir_results(ctx)
-    if not beir:
+    sets = beir_sets(ctx)
+    if not sets:
         return lines + beir_not_run()
+    label, beir = sets[0]  # full corpora when there are any
+    lines += [f"On the {label}" + ("" if label == BEIR_MODES["full"] else "; no full-corpus result yet ("
+                                   "`python benchmarks/beir.py --full --data ...`)") + ".", ""]
     rows = []
     for dataset, result in beir.items():
         named = rows_by_name(result)
@@ -244,16 +265,24 @@ def headline(ctx: Context) -> list[str]:
 
 def quality(ctx: Context) -> list[str]:
     lines = ["## Retrieval quality (BEIR-style datasets)", ""]
-    beir = beir_results(ctx)
-    if not beir:
+    sets = beir_sets(ctx)
+    if not sets:
         return lines + beir_not_run()
-    for dataset, result in beir.items():
-        lines += [f"### {dataset}", ""] + protocol_line(result.data.get("protocol"))
-        lines += table(["row", "model", "NDCG@10", "Recall@100", "MRR@10", "encode s"],
-                       ([row["name"], row.get("model", "–"), num(row.get("ndcg@10")), num(row.get("recall@100")),
-                         num(row.get("mrr@10")), num(row.get("encode_s"), 1)] for row in result.data.get("rows", [])))
-        lines += [f"_{result.provenance}_", ""]
-    return lines + quality_plot(ctx, beir)
+    for index, (label, beir) in enumerate(sets):
+        lines += [f"### {label[0].upper()}{label[1:]}", ""]
+        if label != BEIR_MODES["full"]:
+            lines += ["Reduced corpora score higher than full ones for every system: compare systems within a "
+                      "table, not across tables.", ""]
+        for dataset, result in beir.items():
+            partial = "" if result.data.get("complete", True) else " (partial: the run has not finished every system)"
+            lines += [f"#### {dataset}{partial}", ""] + protocol_line(result.data.get("protocol"))
+            lines += table(["row", "model", "NDCG@10", "Recall@100", "MRR@10", "seconds"],
+                           ([row["name"], row.get("model", "–"), num(row.get("ndcg@10")), num(row.get("recall@100")),
+                             num(row.get("mrr@10")), num(row.get("seconds", row.get("encode_s")), 1)]
+                            for row in result.data.get("rows", [])))
+            lines += [f"_{result.provenance}_", ""]
+        lines += quality_plot(ctx, beir, "quality" if index == 0 else f"quality-{label.split()[0]}", label)
+    return lines
 
 
 def protocol_line(protocol: dict[str, Any] | None) -> list[str]:
@@ -263,7 +292,7 @@ def protocol_line(protocol: dict[str, Any] | None) -> list[str]:
             + (f". {protocol['note']}" if protocol.get("note") else ""), ""]
 
 
-def quality_plot(ctx: Context, beir: dict[str, Result]) -> list[str]:
+def quality_plot(ctx: Context, beir: dict[str, Result], name: str = "quality", label: str = "") -> list[str]:
     names = list(dict.fromkeys(row["name"] for r in beir.values() for row in r.data.get("rows", [])))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (metric, title) in zip(axes, (("ndcg@10", "NDCG@10"), ("recall@100", "Recall@100")), strict=True):
@@ -271,8 +300,8 @@ def quality_plot(ctx: Context, beir: dict[str, Result]) -> list[str]:
                      lambda dataset, name, m=metric: rows_by_name(beir[dataset]).get(name, {}).get(m))
         ax.set_title(title)
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return ["Per dataset and model (sources as in the tables above):", ""] + ctx.figure(
-        fig, "quality", "NDCG@10 and Recall@100 per dataset and model", list(beir.values()))
+    return [f"Per dataset and model, {label} (sources as in the tables above):", ""] + ctx.figure(
+        fig, name, f"NDCG@10 and Recall@100 per dataset and model, {label}", list(beir.values()))
 
 
 def grouped_bars(ax: plt.Axes, groups: list[str], series: list[str],
