@@ -289,6 +289,12 @@ def test_bad_input_is_a_4xx_naming_the_problem(http: httpx.Client, method: str, 
     assert "Traceback" not in response.text and KEY not in response.text
 
 
+def test_a_streamed_body_over_the_limit_is_a_413(http: httpx.Client) -> None:
+    chunks = iter([b"x" * 100_000] * 3)  # no Content-Length: counted while it streams in
+    response = http.post("/v1/search", content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "over 200000 bytes" in response.json()["error"]["message"]
+
+
 def test_openai_client_sees_the_error(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="not served"):
         client.embeddings.create(model="text-embedding-3-small", input="x")

@@ -11,6 +11,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ApiError, error_body
 
 
+DRAIN_FACTOR = 4
+"""A refused body up to this many times the limit is read and dropped before the 413, so the client
+reads the answer instead of a connection reset; a larger one is cut off."""
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        budget -= len(message.get("body", b""))
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming it in."""
 
@@ -23,7 +36,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
+        drain_budget = DRAIN_FACTOR * self.max_bytes
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= drain_budget:
+                await _drain(receive, drain_budget)
             await self._refuse(send)
             return
         chunks: list[bytes] = []
@@ -34,6 +50,8 @@ class BodyLimitMiddleware:
                 return
             size += len(message.get("body", b""))
             if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, drain_budget - size)
                 await self._refuse(send)
                 return
             chunks.append(message.get("body", b""))
