@@ -181,7 +181,7 @@ def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkey
 
 def test_config_rejects_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
-        TrainConfig.build("distill", data="x", output_dir="y")
+        TrainConfig.build("dpo", data="x", output_dir="y")
     bad = tmp_path / "c.yaml"
     bad.write_text("max_stepz: 3\n")
     with pytest.raises(ValueError, match="unknown settings max_stepz"):

@@ -1,4 +1,4 @@
-"""`l2v train mntp | simcse | supervised`: one LLM2Vec stage from a config file, scaled by flags."""
+"""`l2v train mntp | simcse | supervised | distill`: one LLM2Vec stage from a config file, scaled by flags."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ _STAGE_HELP = {
     "supervised": "Supervised contrastive (step 4): query (with instruction) / positive / hard negative.\n\n"
                   'DATA: JSONL {"query", "positive", "negative"?, "source"?, "instruction"?}. '
                   "Pass the MNTP adapter with --adapter.",
+    "distill": "Supervised contrastive with a teacher: the teacher (--teacher) mines hard negatives for each "
+               "pair and its scores over each query's candidates are soft targets (KL, mixed with InfoNCE by "
+               "distill_weight).\n\nDATA: pairs as for supervised; `paragraphs:` in the config adds (first "
+               "sentence -> rest) pairs. Pass the MNTP adapter with --adapter.",
 }
 
 
@@ -41,6 +45,10 @@ def _stage_command(stage: str) -> click.Command:
     @click.option("--bf16", type=click.Choice(["auto", "true", "false"]), default=None,
                   help="bf16 autocast; auto = where the hardware has native bf16.")
     @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None)
+    @click.option("--teacher", default=None,
+                  help="[distill] Sentence-transformers folder, all-MiniLM-L6-v2 or all-mpnet-base-v2.")
+    @click.option("--paragraphs", type=click.Path(exists=True, dir_okay=False), default=None,
+                  help="[distill] Paragraphs (one per line) made into first sentence -> rest pairs.")
     @click.option("--quiet", is_flag=True, help="No progress bar.")
     def command(config_file, quiet, adapters, **flags):
         try:

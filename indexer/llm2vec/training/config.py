@@ -11,7 +11,7 @@ import yaml
 
 from ..config import check_positive_ints
 
-STAGES = ("mntp", "simcse", "supervised")
+STAGES = ("mntp", "simcse", "supervised", "distill")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # Per-stage defaults from the paper (BehnamGhader et al., 2024, appendix D): learning rates,
@@ -21,6 +21,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "mntp": {"learning_rate": 5e-5, "max_length": 512, "batch_size": 32, "max_steps": 1000},
     "simcse": {"learning_rate": 3e-5, "max_length": 128, "batch_size": 128, "max_steps": 1000},
     "supervised": {"learning_rate": 2e-4, "max_length": 512, "batch_size": 64, "max_steps": 1000},
+    "distill": {"learning_rate": 2e-4, "max_length": 512, "batch_size": 64, "max_steps": 1000},
 }
 
 
@@ -66,6 +67,20 @@ class TrainConfig:
     batch_by_source: bool = True
     """Supervised: every batch from one `source` of the pairs file, as the official E5 loader does
     (harder in-batch negatives, less padding); false mixes sources within a batch."""
+    # Distill (training/distill.py)
+    teacher: str | None = None
+    """Sentence-transformers folder, "all-MiniLM-L6-v2" or "all-mpnet-base-v2"."""
+    distill_weight: float = 0.5
+    """Share of the KL term in the loss: (1 - w) * InfoNCE + w * KL(teacher || student)."""
+    teacher_temperature: float = 0.05
+    mined_negatives: int = 2
+    """Hard negatives mined by the teacher per pair."""
+    negative_margin: float = 0.95
+    """A mined negative scores below this share of the positive's teacher score."""
+    paragraphs: str | None = None
+    """Text file of paragraphs made into (first sentence -> rest) pairs, besides `data`."""
+    paragraph_pairs: int | None = None
+    """At most this many paragraph pairs (None: all)."""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -73,6 +88,12 @@ class TrainConfig:
         check_positive_ints(self, ("max_steps", "batch_size", "grad_accum", "max_length", "save_steps", "log_steps"))
         if self.mask_ratio is not None and not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.teacher_temperature <= 0 or self.negative_margin <= 0 or self.mined_negatives < 0:
+            raise ValueError("teacher_temperature and negative_margin must be positive, mined_negatives >= 0")
+        if self.teacher and self.stage != "distill":
+            raise ValueError(f"a teacher is for the distill stage (l2v train distill), not {self.stage}")
         if self.bf16 not in ("auto", "true", "false"):
             raise ValueError(f"bf16 must be auto, true or false, got {self.bf16!r}")
 

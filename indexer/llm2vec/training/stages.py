@@ -142,4 +142,11 @@ def supervised_stage(config: TrainConfig) -> Stage:
     return Stage(model, len(pairs), loss, groups)
 
 
-STAGE_BUILDERS = {"mntp": mntp_stage, "simcse": simcse_stage, "supervised": supervised_stage}
+def distill_stage(config: TrainConfig) -> Stage:
+    from .distill import distill_stage as build  # distill.py builds on this module
+
+    return build(config)
+
+
+STAGE_BUILDERS = {"mntp": mntp_stage, "simcse": simcse_stage, "supervised": supervised_stage,
+                  "distill": distill_stage}

@@ -1,0 +1,136 @@
+"""Distillation from a teacher (training/distill.py) with tiny random models, offline."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from indexer.llm2vec.training import TrainConfig, train
+from indexer.llm2vec.training.distill import (PARAGRAPH_SOURCE, TEACHER_FILE, candidates, distill_stage,
+                                              distillation_loss, paragraph_pairs, prepare, read_distill_pairs)
+
+pytest.importorskip("sentence_transformers", reason="distillation needs sentence-transformers (the bench extra)")
+
+TOPICS = ["tides", "volcanoes", "jazz", "proteins", "castles", "coffee", "comets", "glaciers"]
+PAIRS = [{"query": f"what about {t}", "positive": f"A passage on {t} and how {t} work in nature.",
+          "source": "wikiqa" if i % 2 else "trecqa"} for i, t in enumerate(TOPICS)]
+PAIRS[0]["negative"] = "A passage on volcanoes, not on the question."
+PARAGRAPHS = [f"The {t} were studied for years. Scholars wrote many long books about {t} and their odd history "
+              "across the world." for t in TOPICS[:4]] + ["No second sentence here at all"]
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    """A sentence-transformers model from a tiny random BERT and a word-level vocabulary."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("teacher")
+    words = sorted({w for text in [json.dumps(PAIRS), *PARAGRAPHS] for w in re.findall(r"[a-z]+", text.lower())})
+    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    word = models.Transformer(str(root / "bert"), max_seq_length=64)
+    model = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean")])
+    model.save(str(root / "st"))
+    return root / "st"
+
+
+@pytest.fixture
+def config(tmp_path, tiny_llama, tiny_teacher):
+    pairs, paragraphs = tmp_path / "pairs.jsonl", tmp_path / "paragraphs.txt"
+    pairs.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
+    paragraphs.write_text("\n".join(PARAGRAPHS) + "\n")
+
+    def make(**overrides):
+        settings = dict(model=str(tiny_llama), data=str(pairs), output_dir=str(tmp_path / "run"), teacher=str(tiny_teacher),
+                        paragraphs=str(paragraphs), max_steps=4, batch_size=4, max_length=96, learning_rate=5e-3,
+                        save_steps=2, lora_r=4, lora_alpha=8, gradient_checkpointing=False, bf16="false",
+                        mined_negatives=2, negative_margin=10.0)  # a random teacher finds all alike
+        settings.update(overrides)
+        return TrainConfig.build("distill", **settings)
+
+    return make
+
+
+def test_paragraphs_become_first_sentence_to_rest_pairs():
+    pairs = paragraph_pairs(PARAGRAPHS)
+    assert len(pairs) == 4 and {p.source for p in pairs} == {PARAGRAPH_SOURCE}
+    assert pairs[0].query == "The tides were studied for years."
+    assert pairs[0].positive.startswith("Scholars wrote many long books about tides")
+    assert paragraph_pairs(["Dr. Smith said no. That is short."]) == []  # too short to make a pair
+
+
+def test_mined_negatives_are_never_a_positive_of_the_query_and_stay_in_its_source(config):
+    cfg = config()
+    pairs = read_distill_pairs(cfg)
+    assert len(pairs) == len(PAIRS) + 4
+    data = prepare(cfg, pairs, show_progress=False)
+    assert data.mined.shape == (len(pairs), 2)
+    for number, pair in enumerate(pairs):
+        mined = [int(m) for m in data.mined[number] if m >= 0]
+        assert mined, f"pair {number} got no negative"
+        assert int(data.positive[number]) not in mined and pair.positive not in {data.passages[m] for m in mined}
+        same_source = {int(data.positive[i]) for i, p in enumerate(pairs) if p.source == pair.source}
+        assert set(mined) <= same_source
+        scores = data.queries[number] @ data.vectors.T  # the teacher's top-ranked non-positives
+        own = float(scores[data.positive[number]])
+        ranked = [int(i) for i in scores.argsort(descending=True) if int(i) in same_source - {int(data.positive[number])}
+                  and (own <= 0 or scores[i] < 10 * own)]
+        assert torch.allclose(scores[mined], scores[ranked[:2]], atol=1e-5)  # the top two (ties aside)
+    strict = prepare(config(negative_margin=1e-6, output_dir=cfg.output_dir + "-strict"), pairs, show_progress=False)
+    positive_scores = (strict.queries * strict.vectors[strict.positive]).sum(-1)
+    assert ((strict.mined == -1).all(dim=1) == (positive_scores > 0)).all()  # every negative scores above 1e-6 x a positive one
+
+
+def test_loss_is_finite_and_decreases_on_a_fixed_batch(config):
+    stage = distill_stage(config(), show_progress=False)
+    optimizer = torch.optim.AdamW([p for p in stage.model.parameters() if p.requires_grad], lr=5e-3)
+    batch, losses = [0, 2, 4, 6], []
+    for step in range(4):
+        loss, tokens = stage.loss(batch, step)
+        assert torch.isfinite(loss) and tokens > 0
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_distillation_loss_is_contrastive_at_weight_0_and_zero_kl_when_student_matches():
+    student = torch.tensor([[3.0, 1.0, 0.5], [0.2, 2.5, 1.0]])
+    pure = distillation_loss(student, torch.zeros(2, 3), weight=0.0)
+    assert torch.isclose(pure, torch.nn.functional.cross_entropy(student, torch.tensor([0, 1])))
+    assert distillation_loss(student, student, weight=1.0).abs() < 1e-6
+    assert distillation_loss(student, -student, weight=1.0) > 0.1
+
+
+def test_candidates_are_positives_then_given_and_mined_negatives(config):
+    cfg = config()
+    data = prepare(cfg, read_distill_pairs(cfg), show_progress=False)
+    chosen = candidates(data, [0, 1])
+    assert chosen[:2] == data.positive[[0, 1]].tolist()
+    assert data.passages.index(PAIRS[0]["negative"]) in chosen[2:]
+
+
+def test_training_resumes_and_reuses_the_teacher_data(config):
+    first = train(config(max_steps=2), show_progress=False)
+    stamp = (first / TEACHER_FILE).stat().st_mtime_ns
+    train(config(max_steps=4), show_progress=False)  # the rerun resumes at step 2
+    steps = [json.loads(line)["step"] for line in (first / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert (first / TEACHER_FILE).stat().st_mtime_ns == stamp  # neither re-encoded nor re-mined
+    assert (first / "adapter_model.safetensors").is_file()
+
+
+def test_a_teacher_belongs_to_the_distill_stage(tmp_path):
+    with pytest.raises(ValueError, match="teacher is for the distill stage"):
+        TrainConfig.build("supervised", data="x", output_dir=str(tmp_path), teacher="all-MiniLM-L6-v2")
+    with pytest.raises(ValueError, match="distill_weight"):
+        TrainConfig.build("distill", data="x", output_dir=str(tmp_path), distill_weight=1.5)
