@@ -13,7 +13,7 @@ is CPU/GPU-bound and torch releases the GIL while it runs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -24,14 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from indexer import LLM2VecEncoder
 
 from .encoders import load_encoder
-from .errors import RetrieverError
 from .instructions import resolve_instruction
 from .remote import LLM2VecRemoteRetriever
 from .retriever import Hit, Retriever
+from .search_settings import SearchSettings
 from .vectorstore import LLM2VecVectorStore
 
 DEFAULT_MODEL = "smollm2-135m"
-SEARCH_TYPES = ("similarity", "mmr", "hybrid")
 
 __all__ = ["LLM2VecEmbeddings", "LLM2VecRemoteRetriever", "LLM2VecRetriever", "LLM2VecVectorStore", "hit_to_document"]
 
@@ -85,7 +84,7 @@ def hit_to_document(hit: Hit) -> Document:
     return Document(id=hit.doc_id, page_content=hit.text, metadata={**hit.metadata, "retrieval": retrieval})
 
 
-class LLM2VecRetriever(BaseRetriever):
+class LLM2VecRetriever(SearchSettings, BaseRetriever):
     """LangChain retriever over an index built by `l2v index build` (or `indexer.Indexer`).
 
     Construct with `index_dir=` (the encoder the manifest names is loaded once and cached) or with
@@ -97,14 +96,6 @@ class LLM2VecRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     retriever: Retriever
-    k: int = Field(default=4, ge=1)
-    search_type: Literal["similarity", "mmr", "hybrid"] = "similarity"
-    task: str | None = None
-    instruction: str | None = None
-    filter: dict[str, Any] | None = None
-    score_threshold: float | None = None
-    fetch_k: int | None = Field(default=None, ge=1)
-    lambda_mult: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -129,13 +120,5 @@ class LLM2VecRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        options = {
-            "k": self.k, "task": self.task, "instruction": self.instruction, "filter": self.filter,
-            "score_threshold": self.score_threshold, "fetch_k": self.fetch_k, "lambda_mult": self.lambda_mult,
-            "search_type": self.search_type, **kwargs,
-        }
-        search_type = options.pop("search_type")
-        if search_type not in SEARCH_TYPES:
-            raise RetrieverError(f"search_type must be one of {', '.join(SEARCH_TYPES)}, got {search_type!r}")
-        hits = self.retriever.search(query, mmr=search_type == "mmr", hybrid=search_type == "hybrid", **options)
+        hits = self.retriever.search(query, **self.search_options(kwargs))
         return [hit_to_document(hit) for hit in hits]

@@ -10,7 +10,7 @@ and `retrieval` entry); the model stays loaded in the server, so the client star
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -20,37 +20,20 @@ from pydantic import Field, SecretStr
 
 from .errors import RetrieverError
 from .retriever import Hit
+from .search_settings import SearchSettings
 
-SearchType = Literal["similarity", "mmr", "hybrid"]
-SEARCH_TYPES = get_args(SearchType)
-
-
-class LLM2VecRemoteRetriever(BaseRetriever):
+class LLM2VecRemoteRetriever(SearchSettings, BaseRetriever):
     """Search a served index over HTTP. Every search option can also be passed per call:
     `retriever.invoke("q", k=3, filter={"lang": "en"})`. `api_key` is sent as a bearer token."""
 
     url: str = "http://127.0.0.1:8000"
     index: str
     api_key: SecretStr | None = None
-    k: int = Field(default=4, ge=1)
-    search_type: SearchType = "similarity"
-    task: str | None = None
-    instruction: str | None = None
-    filter: dict[str, Any] | None = None
-    score_threshold: float | None = None
-    fetch_k: int | None = Field(default=None, ge=1)
-    lambda_mult: float = Field(default=0.5, ge=0.0, le=1.0)
     timeout: float = Field(default=60.0, gt=0)
 
     def _request(self, query: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
-        options = {"k": self.k, "task": self.task, "instruction": self.instruction, "filter": self.filter,
-                   "score_threshold": self.score_threshold, "fetch_k": self.fetch_k, "lambda_mult": self.lambda_mult,
-                   "search_type": self.search_type, **kwargs}
-        search_type = options.pop("search_type")
-        if search_type not in SEARCH_TYPES:
-            raise RetrieverError(f"search_type must be one of {', '.join(SEARCH_TYPES)}, got {search_type!r}")
-        body = {key: value for key, value in options.items() if value is not None}
-        body.update(index=self.index, query=query, mmr=search_type == "mmr", hybrid=search_type == "hybrid")
+        body = {key: value for key, value in self.search_options(kwargs).items() if value is not None}
+        body.update(index=self.index, query=query)
         headers = {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
         return f"{self.url.rstrip('/')}/v1/search", body, headers
 
