@@ -89,6 +89,21 @@ def test_our_loader_reads_the_folder_back(exported):
                    again.encode(QUERIES, instruction=instruction)).min() >= 0.9999
 
 
+def test_texts_ending_in_a_space_keep_their_space_token(exported):
+    """The exported tokenizer changes a prompt only when it is the whole input: a text that ends
+    with a space (a query typed with one) is tokenized as the encoder does, space included."""
+    encoder, model, folder = exported
+    texts = ["the lazy dog ", "a question about claims "]
+    assert cosines(encoder.encode(texts), encoder.encode([t.strip() for t in texts])).min() < 0.9999
+    assert cosines(encoder.encode(texts), model.encode_document(texts)).min() >= 0.9999
+    generic = TASKS[DEFAULT_TASK].instruction
+    assert cosines(encoder.encode(texts, instruction=generic), model.encode_query(texts)).min() >= 0.9999
+    again = LLM2VecEncoder.from_pretrained(folder)
+    assert cosines(encoder.encode(texts), again.encode(texts)).min() >= 0.9999
+    prompt = generic + " "
+    assert st_prompt_length(model.tokenizer, prompt) == len(encoder.tokenizer(generic)["input_ids"])
+
+
 def test_folder_layout(tiny_encoder, tmp_path):
     folder = tiny_encoder.save_sentence_transformers(tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
@@ -270,7 +285,7 @@ def test_default_model_export_loads_in_sentence_transformers(tmp_path):
     model = load_st(out)
     docs = DOCS + ["What is LoRA? Low-rank adaptation trains small matrices next to frozen weights."]
     assert cosines(encoder.encode(docs), model.encode_document(docs)).min() >= 0.9999
-    queries = QUERIES + ["what is lora?", "Vitamin D prevents fractures"]
+    queries = QUERIES + ["what is lora?", "what is lora? ", "Vitamin D prevents fractures"]
     generic = TASKS[DEFAULT_TASK].instruction
     assert cosines(encoder.encode(queries, instruction=generic), model.encode_query(queries)).min() >= 0.9999
     claim = TASKS["scientific_claim"].instruction

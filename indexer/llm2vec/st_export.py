@@ -11,8 +11,9 @@ LLM2Vec's "instruction attended but not pooled" is sentence-transformers' `Pooli
 False)`: the prompt is `"{instruction} "`, so prompt + text is the encoder's `"{instruction} {text}"`.
 sentence-transformers counts the prompt's tokens by tokenizing it alone, and a lone trailing space
 is a token of its own there while the joined text merges it into the first text token; the
-exported tokenizer therefore drops one space at the very end of an input (a normalizer), which
-makes the count exact. What sentence-transformers cannot express is refused with `ExportError`:
+exported tokenizer therefore maps each prompt, when it is the whole input, to its instruction
+without the space (one anchored normalizer per prompt), which makes the count exact and leaves
+every other input as it was. What sentence-transformers cannot express is refused with `ExportError`:
 `weighted_mean` (it weights by position in the whole sequence, prompt included), `eos_token` and
 `bos_token` pooling, chat-template wrapping and unverified architectures.
 """
@@ -20,10 +21,12 @@ makes the count exact. What sentence-transformers cannot express is refused with
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -54,10 +57,10 @@ _ST_POOLING_KEYS = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "ma
 QUALITY_RESULTS = ("ablation.json", "ablation-quick.json")
 """Benchmark results (benchmarks/results/) searched for a row with the encoder's fingerprint."""
 _RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-_TRAILING_SPACE = r" \z"
-_PROBE = "the answer to a question"
-"""Checked through the exported tokenizer with every prompt (a common first word: in the vocabularies
-we know, the separating space merges into it, which sentence-transformers' prompt length assumes)."""
+_PROBES = ("the answer to a question", "the answer ")
+"""Checked through the exported tokenizer with every prompt. They start with a common word (in the
+vocabularies we know, the separating space merges into it, as sentence-transformers' prompt length
+assumes); the second ends with a space, which the exported tokenizer must keep."""
 
 
 class ExportError(LLM2VecError):
@@ -125,9 +128,10 @@ def export_sentence_transformers(
     check_target(target, force=force)
     instructions = default_prompts() if prompts is None else {k: as_prompt(v) for k, v in prompts.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.exporting-", dir=target.parent))
+    staging = target.parent / f".{target.name}.exporting-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()  # (not mkdtemp: the folder keeps the umask's permissions once renamed)
     try:
-        max_seq_length = _write_transformer(encoder, staging)
+        max_seq_length = _write_transformer(encoder, staging, instructions)
         check_tokenizer(encoder, staging, instructions)
         _write_modules(encoder, staging, instructions, normalize, max_seq_length)
         encoder.config.write(staging)
@@ -159,7 +163,7 @@ def check_target(target: Path, *, force: bool) -> None:
         raise ExportError(f"refusing to replace {target}: it holds the current directory or is the home directory")
 
 
-def _write_transformer(encoder: "LLM2VecEncoder", staging: Path) -> int:
+def _write_transformer(encoder: "LLM2VecEncoder", staging: Path, prompts: Mapping[str, str]) -> int:
     """Merged weights, config.json and tokenizer; returns the max_seq_length for sentence-transformers."""
     model = encoder.model
     if hasattr(model, "merge_and_unload"):  # an unmerged PEFT adapter: merge a copy, keep the encoder's
@@ -176,13 +180,14 @@ def _write_transformer(encoder: "LLM2VecEncoder", staging: Path) -> int:
     tokenizer.save_pretrained(staging)
     specials = len(tokenizer("a")["input_ids"]) - len(tokenizer("a", add_special_tokens=False)["input_ids"])
     max_seq_length = min(encoder.config.max_length, encoder.config.doc_max_length + specials)
-    _patch_tokenizer(staging, encoder, max_seq_length)
+    _patch_tokenizer(staging, encoder, max_seq_length, prompts)
     return max_seq_length
 
 
-def _patch_tokenizer(staging: Path, encoder: "LLM2VecEncoder", max_seq_length: int) -> None:
+def _patch_tokenizer(staging: Path, encoder: "LLM2VecEncoder", max_seq_length: int,
+                     prompts: Mapping[str, str]) -> None:
     """Left padding, the encoder's pad token, the length cap, and (when the prompt is not pooled)
-    the trailing-space normalizer that makes sentence-transformers' prompt length exact."""
+    the prompt normalizers that make sentence-transformers' prompt length exact."""
     from tokenizers import Regex, Tokenizer, normalizers
 
     tokenizer_config = staging / "tokenizer_config.json"
@@ -199,9 +204,13 @@ def _patch_tokenizer(staging: Path, encoder: "LLM2VecEncoder", max_seq_length: i
     if not tokenizer_file.is_file():
         raise ExportError(f"the tokenizer saved no tokenizer.json in {staging}; a fast tokenizer is needed")
     backend = Tokenizer.from_file(str(tokenizer_file))
-    drop_space = normalizers.Replace(Regex(_TRAILING_SPACE), "")
-    backend.normalizer = drop_space if backend.normalizer is None else normalizers.Sequence(
-        [drop_space, backend.normalizer])
+    # "{instruction} " as the whole input becomes "{instruction}": only a prompt tokenized alone
+    # (how sentence-transformers measures it) changes, never a prompt followed by a text.
+    steps = [normalizers.Replace(Regex(r"\A" + re.escape(prompt[:-1]) + r" \z"), prompt[:-1])
+             for prompt in dict.fromkeys(prompts.values()) if prompt]
+    if not steps:
+        return
+    backend.normalizer = normalizers.Sequence(steps + ([backend.normalizer] if backend.normalizer else []))
     backend.save(str(tokenizer_file))
     # Model-specific classes (GemmaTokenizer, LlamaTokenizer) rebuild their normalizer in code;
     # the generic class loads tokenizer.json as written, in transformers 4 and 5 alike.
@@ -226,9 +235,9 @@ def check_tokenizer(encoder: "LLM2VecEncoder", folder: Path, prompts: Mapping[st
     if exported.padding_side != "left" or exported.pad_token_id != encoder.pad_token_id:
         raise ExportError(f"the exported tokenizer pads on the {exported.padding_side} with id "
                           f"{exported.pad_token_id}; the encoder pads on the left with id {encoder.pad_token_id}")
-    probe = _PROBE
     cases = [(None, "")] + [(prompt.strip(), prompt) for prompt in dict.fromkeys(prompts.values()) if prompt]
-    for instruction, prompt in cases:
+    bos_pooled = False
+    for (instruction, prompt), probe in itertools.product(cases, _PROBES):
         item = encoder.tokenize([probe], [instruction])[0]
         ids = exported(prompt + probe)["input_ids"]
         if ids != item.input_ids:
@@ -241,9 +250,7 @@ def check_tokenizer(encoder: "LLM2VecEncoder", folder: Path, prompts: Mapping[st
         if pooled == item.pool_mask:
             continue
         if not prompt and pooled[1:] == item.pool_mask[1:] and ids[0] == encoder.tokenizer.bos_token_id:
-            warnings.warn("sentence-transformers averages the BOS token's state into documents (no prompt), "
-                          "which LLM2VecEncoder leaves out; document vectors differ slightly (see the model card)",
-                          RuntimeWarning, stacklevel=3)
+            bos_pooled = True
             continue
         first_text = item.pool_mask.index(True) if True in item.pool_mask else len(ids)
         raise ExportError(
@@ -251,6 +258,10 @@ def check_tokenizer(encoder: "LLM2VecEncoder", folder: Path, prompts: Mapping[st
             f"sentence-transformers would leave out the first {start} tokens as the prompt, but the text starts at "
             f"token {first_text} (the tokenizer, loaded as {type(exported).__name__}, counts the prompt alone "
             "differently); last_token pooling exports exactly (--pooling last_token)")
+    if bos_pooled:
+        warnings.warn("sentence-transformers averages the BOS token's state into documents (no prompt), which "
+                      "LLM2VecEncoder leaves out; document vectors differ slightly (see the model card)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _write_modules(encoder: "LLM2VecEncoder", staging: Path, prompts: Mapping[str, str], normalize: bool,

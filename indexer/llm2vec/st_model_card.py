@@ -53,7 +53,8 @@ def model_card(
 ) -> str:
     """The README.md text for the exported folder."""
     provenance, config = encoder.provenance, encoder.config
-    model = provenance.get("model", type(encoder.model).__name__)
+    model = str(provenance.get("model", type(encoder.model).__name__))
+    base, _, recipe = model.partition(":") if model.partition(":")[0] in EMBEDDED_MODELS else (model, "", "")
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -95,8 +96,8 @@ def model_card(
         "",
         "## Recipe",
         "",
-        f"- base model: `{model}`" + (f", sha256 `{provenance['model_sha256']}`" if provenance.get("model_sha256")
-                                      else ""),
+        f"- base model: `{base}`" + (f", sha256 `{provenance['model_sha256']}`" if provenance.get("model_sha256")
+                                     else "") + (f"; adapter recipe `{recipe}`" if recipe else ""),
         f"- attention: {'bidirectional (`is_causal: false` in config.json)' if encoder.bidirectional else 'causal'}",
         f"- pooling: `{config.pooling_mode}`; max_length {config.max_length}, doc_max_length "
         f"{config.doc_max_length}, skip_instruction {str(config.skip_instruction).lower()} (`llm2vec_config.json`)",
@@ -151,8 +152,8 @@ def _differences(encoder: "LLM2VecEncoder") -> list[str]:
            if encoder.format.fold_all_caps else " kept as they are by this encoder too."),
         f"- Texts over doc_max_length ({encoder.config.doc_max_length}) tokens: `LLM2VecEncoder` cuts them on a word "
         "boundary, sentence-transformers at max_seq_length tokens.",
-        "- A single space at the very end of an input is dropped by the exported tokenizer (so that",
-        "  sentence-transformers counts the prompt's tokens exactly).",
+        "- Queries whose first character the tokenizer does not merge with the separating space (in",
+        "  byte-level vocabularies: a digit, tab or newline): sentence-transformers also pools that space.",
     ]
     tokenizer = encoder.tokenizer
     adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
