@@ -183,6 +183,15 @@ def test_every_exportable_architecture(arch, tiny_model_factory, tmp_path):
                    model.encode(QUERIES, prompt_name="web_search")).min() >= 0.9999
 
 
+def test_causal_encoder_exports_causal_attention(nobos_dir, tmp_path):
+    encoder = LLM2VecEncoder.from_pretrained(nobos_dir, bidirectional=False)
+    folder = encoder.save_sentence_transformers(tmp_path / "out")
+    assert json.loads((folder / "config.json").read_text())["is_causal"] is True
+    model = load_st(folder)
+    assert cosines(encoder.encode(DOCS), model.encode_document(DOCS)).min() >= 0.9999
+    assert not LLM2VecEncoder.from_pretrained(folder, bidirectional=False).bidirectional
+
+
 def test_unmerged_adapter_is_merged_into_a_copy(tiny_llama, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel

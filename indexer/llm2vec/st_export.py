@@ -142,12 +142,25 @@ def export_sentence_transformers(
                        quality=find_quality(encoder.fingerprint())),
             encoding="utf-8",
         )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        _replace(target, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _replace(target: Path, staging: Path) -> None:
+    """Rename `staging` to `target`; an existing `target` is moved aside first and removed after."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = staging.with_name(staging.name + "-old")
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old)
 
 
 def check_target(target: Path, *, force: bool) -> None:

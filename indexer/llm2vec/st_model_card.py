@@ -155,6 +155,10 @@ def _differences(encoder: "LLM2VecEncoder") -> list[str]:
         "- Queries whose first character the tokenizer does not merge with the separating space (in",
         "  byte-level vocabularies: a digit, tab or newline): sentence-transformers also pools that space.",
     ]
+    if encoder.bidirectional and not hasattr(encoder.model.config, "use_bidirectional_attention"):
+        lines.append("- Load it with transformers' default `sdpa` (or `eager`) attention: `flash_attention_2` reads")
+        lines.append(f"  the attention layers' own causal flag, which config.json cannot switch for "
+                     f"{encoder.model.config.model_type}, and would attend causally.")
     tokenizer = encoder.tokenizer
     adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
     if adds_bos and encoder.config.pooling_mode == "mean" and encoder.config.skip_instruction:
