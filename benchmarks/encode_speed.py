@@ -35,8 +35,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import torch
+# Both sides wait for OpenMP work passively, as `l2v` does (retriever/cli.py): spinning threads
+# make 2-thread timings swing several-fold whenever another program uses the CPU. Set before torch
+# loads here; the reference process inherits it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -238,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the standard machine header (load average at the end), plus what this benchmark measured of the CPU
         "machine": {**machine_info(), "cpu_flags": flags, "fp32_matmul_peak_gflops": round(peak, 1),
                     "bf16_matmul_peak_gflops": round(peak_bf16, 1), "load_average_before": list(load_before),
-                    "load_average_per_round": load_averages},
+                    "load_average_per_round": load_averages,
+                    "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]},
         "model": {"name": MODEL, "non_embedding_params": non_embedding, "pooling": "mean",
                   "bidirectional": True, "max_length": 512, "doc_max_length": 400},
         "quick": args.quick, "smoke": args.smoke, "pairs": args.pairs, "order": "A B per round: ours, then reference",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,16 @@ def test_index_stats_imports_no_model_library(tiny_encoder, tmp_path):
     assert report["exit_code"] == 0, report["output"]
     assert json.loads(report["output"])["documents"] == 2
     assert report["loaded"] == []
+
+
+def test_cli_threads_wait_passively_unless_told_otherwise():
+    probe = ("import os, sys; from click.testing import CliRunner; from retriever.cli import main; "
+             "CliRunner().invoke(main, ['--help']); print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = [sys.executable, "-c", probe]
+    assert subprocess.run(run, env=env, capture_output=True, text=True).stdout.split() == ["PASSIVE"]
+    told = subprocess.run(run, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True)
+    assert told.stdout.split() == ["ACTIVE"]
 
 
 def test_unknown_command_is_a_usage_error():
