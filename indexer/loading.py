@@ -32,5 +32,6 @@ def encoder_from_manifest(manifest: dict[str, Any], *, model: str | None = None,
         doc_max_length=spec.get("doc_max_length"),
         skip_instruction=spec.get("skip_instruction"),
         fold_all_caps=spec.get("fold_all_caps", True),
+        precision=spec.get("precision", "fp32"),
         **kwargs,
     )

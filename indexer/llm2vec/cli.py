@@ -47,12 +47,16 @@ def read_jsonl_inputs(path: Path) -> tuple[list[str | None], list[str]]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="bfloat16 is the fast mode on CPU (about 2x), float16 on GPU.")
+@click.option("--precision", type=click.Choice(["fp32", "int8", "auto"]), default="fp32", show_default=True,
+              help="int8: quantized linear layers on CPU (about 1.3x faster, cosine >= 0.99 to fp32 on passages; "
+                   "less on short texts); auto: int8 where a self-check finds it faster and as accurate.")
 @click.option("--normalize", is_flag=True, help="L2-normalise the vectors.")
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='JSONL, one {"instruction": str (optional), "text": str} per line.')
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the float32 [n, dim] matrix (.npy), rows in input order.")
-def embed(model, adapters, pooling, causal, max_length, keep_case, batch_size, dtype, normalize, input_path, output_path) -> None:
+def embed(model, adapters, pooling, causal, max_length, keep_case, batch_size, dtype, precision, normalize, input_path,
+          output_path) -> None:
     """Encode texts (with optional instructions) into a .npy matrix.
 
     \b
@@ -69,7 +73,8 @@ def embed(model, adapters, pooling, causal, max_length, keep_case, batch_size, d
     instructions, texts = read_jsonl_inputs(input_path)
     try:
         encoder = LLM2VecEncoder.from_pretrained(model, adapters, bidirectional=not causal, pooling=pooling,
-                                                 max_length=max_length, dtype=dtype, fold_all_caps=not keep_case)
+                                                 max_length=max_length, dtype=dtype, fold_all_caps=not keep_case,
+                                                 precision=precision)
         vectors = encoder.encode(texts, instructions, batch_size=batch_size, normalize=normalize,
                                  show_progress_bar=True)
     except LLM2VecError as exc:

@@ -29,6 +29,7 @@ from .errors import InputError, ModelLoadError
 from .hardware import fast_bf16
 from .model_cache import MergedModel
 from .pooling import pool
+from .precision import apply_precision, check_precision
 from .sources import resolve_model
 from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
 
@@ -148,6 +149,7 @@ class LLM2VecEncoder:
         merge_adapters: bool = True,
         trust_remote_code: bool = False,
         fold_all_caps: bool = True,
+        precision: str = "fp32",
     ) -> "LLM2VecEncoder":
         """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
 
@@ -163,7 +165,14 @@ class LLM2VecEncoder:
         The model with its merged adapters is cached (`model_cache`): the first load merges and
         saves it, later loads read it back in a second or two. `trust_remote_code` models are
         never cached.
+
+        `precision="int8"` runs the linear layers in int8 on CPU (`precision`: about 1.3x faster
+        on AVX2, rows within cosine 0.99 of fp32 on English passages and queries, less on short
+        texts in other scripts); "auto" picks int8 where a short self-check finds it faster and
+        within 0.99 on varied texts, else fp32. The precision used is part of `spec()` (and so
+        of the fingerprint) when it is not fp32.
         """
+        check_precision(precision)
         resolved = resolve_model(model)
         adapters = [str(resolve_adapter(a)) for a in adapters]
         location = resolved.location
@@ -210,8 +219,12 @@ class LLM2VecEncoder:
             "adapters": [{"path": a, "sha256": adapter_sha256(a)} for a in adapters],
             "bidirectional": bidirectional,
         }
-        return cls(hf_model, tokenizer, config, chat_template=CHAT_TEMPLATES.get(_raw_name_or_path(location) or ""),
-                   provenance=provenance, fold_all_caps=fold_all_caps)
+        encoder = cls(hf_model, tokenizer, config, chat_template=CHAT_TEMPLATES.get(_raw_name_or_path(location) or ""),
+                      provenance=provenance, fold_all_caps=fold_all_caps)
+        used = apply_precision(encoder, precision)
+        if used != "fp32":
+            encoder.provenance["precision"] = used  # fp32 specs stay as they were: their fingerprints hold
+        return encoder
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model (or its unmerged adapter), tokenizer and `llm2vec_config.json`."""
@@ -238,6 +251,11 @@ class LLM2VecEncoder:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """"fp32", or "int8" for the quantized fast path (see `precision`)."""
+        return self.provenance.get("precision", "fp32")
 
     @property
     def bidirectional(self) -> bool:

