@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .llm2vec.tokenization import fold_all_caps
+from .llm2vec.casing import fold_all_caps
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,14 @@ def _ingest(indexer: Indexer, sources: tuple[Path, ...], fields: RecordFields) -
     report = IngestReport()
     started = time.perf_counter()
     try:
-        total = count_documents(sources, fields)
-        with logging_redirect_tqdm(), tqdm(iter_documents(sources, fields, report), total=total, unit="doc",
-                                           desc="indexing", dynamic_ncols=True) as docs:
-            stats = indexer.add_documents(docs, errors="skip")
+        total = count_documents(sources, fields)  # an upper bound, read cheaply first: the bar has an ETA
+        # The bar counts documents as they are committed (or found unchanged, or skipped), at the
+        # average rate since the start (smoothing=0): docs/s and ETA are those of the whole build.
+        with logging_redirect_tqdm(), tqdm(total=total, unit="doc", desc="indexing", dynamic_ncols=True,
+                                           smoothing=0) as bar:
+            stats = indexer.add_documents(iter_documents(sources, fields, report), errors="skip",
+                                          progress=bar.update)
+            bar.total = bar.n  # the count was an upper bound (unreadable records never reach the indexer)
     except (IndexerError, LLM2VecError) as exc:
         raise _fail(exc) from None
     _summary(indexer, stats, report, time.perf_counter() - started)

@@ -17,7 +17,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .errors import DocumentError, IndexerError, IndexFormatError
 from .faiss_index import AUTO, auto_factory, validate_factory
 from .fields import delete_fields, write_fields
 from .filters import check_fields, compile_filter
-from .llm2vec import LLM2VecEncoder, LLM2VecError
+from .llm2vec.errors import LLM2VecError
 from .loading import DEFAULT_MODEL, encoder_from_manifest
 from .lock import WriteLock
 from .manifest import (LOCK_NAME, MANIFEST_NAME, SQLITE_NAME, check_encoder, new_manifest, now_iso, read_manifest,
@@ -35,6 +35,9 @@ from .manifest import (LOCK_NAME, MANIFEST_NAME, SQLITE_NAME, check_encoder, new
 from .pipeline import EncodedBatch, encode_chunks
 from .schema import connect, ensure_schema, read_state
 from .store import IndexStore, in_batches, placeholders
+
+if TYPE_CHECKING:  # the model libraries load only when a write needs the encoder
+    from .llm2vec import LLM2VecEncoder
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +205,8 @@ class Indexer:
             raise IndexFormatError(f"{self.path} is not empty and is not an index ({MANIFEST_NAME} is missing); "
                                    "choose an empty or new directory")
         if encoder is None:
+            from .llm2vec import LLM2VecEncoder
+
             encoder = LLM2VecEncoder.from_pretrained(model or DEFAULT_MODEL, adapters)
         factory = factory or "Flat"
         if factory == AUTO:
@@ -259,7 +264,7 @@ class Indexer:
 
     @_serialised
     def add_documents(self, docs: Iterable[Any], *, on_existing: OnExisting = "replace",
-                      errors: Errors = "raise") -> AddStats:
+                      errors: Errors = "raise", progress: Callable[[int], None] | None = None) -> AddStats:
         """Chunk, encode and commit `docs` (dicts with text/id/metadata, Documents, LangChain Documents).
 
         A document whose id is already indexed is skipped when its text and metadata are unchanged,
@@ -267,7 +272,8 @@ class Indexer:
         `on_existing`: "replace" (upsert), "skip" or "error". With errors="skip" bad documents are
         logged and listed in `AddStats.skipped` instead of raising, and a batch the encoder rejects
         is retried one document at a time, so one bad document never ends a build. A list is
-        validated whole before anything is written.
+        validated whole before anything is written. `progress(n)` is told as documents are done
+        with: n more of them committed (encoded and written), found unchanged, or skipped.
         """
         if on_existing not in ("replace", "skip", "error"):
             raise ValueError(f"on_existing must be 'replace', 'skip' or 'error', got {on_existing!r}")
@@ -277,8 +283,18 @@ class Indexer:
             validated = iter(list(validated))
         pending: list[tuple[Document, list[Chunk]]] = []
         relabel: list[Document] = []
-        n_chunks = 0
+        n_chunks = reported = 0
+
+        def report_progress() -> None:
+            nonlocal reported
+            done = (stats.added + stats.replaced + stats.unchanged + stats.metadata_updated + len(stats.skipped)
+                    - len(pending))  # queued documents count as added/replaced already
+            if progress is not None and done > reported:
+                progress(done - reported)
+                reported = done
+
         for doc in validated:
+            report_progress()
             state = self.indexed_state(doc)
             if state == "unchanged":
                 stats.unchanged += 1
@@ -305,6 +321,8 @@ class Indexer:
                 pending, relabel, n_chunks = [], [], 0
         if pending or relabel:
             self._flush(pending, relabel, stats, errors)
+            pending = []
+        report_progress()
         return stats
 
     @_serialised

@@ -1,5 +1,6 @@
 """Start-up stays light: `l2v --help`, every command's help and `l2v index stats` never import the
-model libraries (torch, transformers), and the lazy package exports all resolve."""
+model libraries (torch, transformers), nor does `l2v index delete`, and the lazy package exports
+all resolve."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ def test_index_stats_imports_no_model_library(tiny_encoder, tmp_path):
     report = _run_cli(["index", "stats", str(tmp_path / "idx"), "--json"])
     assert report["exit_code"] == 0, report["output"]
     assert json.loads(report["output"])["documents"] == 2
+    assert report["loaded"] == []
+    report = _run_cli(["index", "delete", str(tmp_path / "idx"), "--id", "a"])
+    assert report["exit_code"] == 0, report["output"]
+    assert "deleted 1 documents" in report["output"]
     assert report["loaded"] == []
 
 

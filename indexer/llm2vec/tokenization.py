@@ -18,6 +18,8 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from .casing import fold_all_caps
+
 # Instruct models the reference library wraps in their chat markup, keyed by the base model's
 # hub id (`_name_or_path` in its config.json). The suffix is pooled with the text, as there.
 CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
@@ -49,16 +51,6 @@ class PromptFormat:
     append_eos: bool = False
     prepend_bos: bool = False
     fold_all_caps: bool = False
-
-
-def fold_all_caps(text: str) -> str:
-    """Lower-case a text written entirely in capitals (two or more capitalised words, no lowercase
-    letter), as old collections write their titles and queries. LLM tokenizers cut such words into
-    rare pieces that share nothing with the usual spelling; acronyms in normal text are kept."""
-    if any(c.islower() for c in text):
-        return text
-    shouted = sum(1 for word in text.split() if any(c.isupper() for c in word))
-    return text.lower() if shouted >= 2 else text
 
 
 def truncate_words(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> list[str]:
