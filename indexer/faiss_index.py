@@ -97,6 +97,7 @@ class VectorIndex:
         self.factory = factory
         self.mmapped = mmapped
         self.pending: faiss.Index | None = None if index.is_trained else _flat(index.d)
+        self.delta: faiss.Index | None = None
         self.hidden = np.empty(0, dtype=np.int64)
         self.max_id = int(_all_ids(index).max()) if index.ntotal else -1
         ivf = _ivf(index)
@@ -122,7 +123,12 @@ class VectorIndex:
             index = faiss.read_index(str(path))
         if not isinstance(index, faiss.IndexIDMap) and _ivf(index) is None:
             raise RuntimeError(f"{path} holds a {type(index).__name__}, expected an IndexIDMap or an IVF index")
-        return cls(index, factory, mmapped=mmap)
+        vectors = cls(index, factory, mmapped=mmap)
+        if not mmap and isinstance(_inner(index), faiss.IndexFlat):
+            # A loaded flat array has no spare capacity: its first add would copy all of it. Vectors
+            # added after a load go to a small side index instead, folded in when a snapshot is saved.
+            vectors.delta = _flat(index.d)
+        return vectors
 
     @property
     def dim(self) -> int:
@@ -131,11 +137,14 @@ class VectorIndex:
     @property
     def ntotal(self) -> int:
         active = self.pending if self.pending is not None else self.index
-        return int(active.ntotal) - len(self.hidden)
+        extra = int(self.delta.ntotal) if self.delta is not None else 0
+        return int(active.ntotal) + extra - len(self.hidden)
 
     def ids(self) -> np.ndarray:
         """Every id the index holds (hidden ones excluded), in insertion order."""
         ids = _all_ids(self.pending if self.pending is not None else self.index)
+        if self.delta is not None and self.delta.ntotal:
+            ids = np.concatenate([ids, _all_ids(self.delta)])
         return ids[~np.isin(ids, self.hidden)] if len(self.hidden) else ids
 
     def needs_training(self) -> bool:
@@ -151,7 +160,7 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        target = self.pending if self.pending is not None else self.index
+        target = self.pending if self.pending is not None else self.delta if self.delta is not None else self.index
         target.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         self.max_id = max(self.max_id, int(np.max(ids)))
 
@@ -161,6 +170,8 @@ class VectorIndex:
         if len(ids) == 0:
             return
         target = self.pending if self.pending is not None else self.index
+        if self.delta is not None:
+            self.delta.remove_ids(faiss.IDSelectorBatch(ids))
         try:
             target.remove_ids(faiss.IDSelectorBatch(ids))
         except RuntimeError:  # e.g. HNSW: no in-place removal
@@ -222,12 +233,25 @@ class VectorIndex:
         if self.ntotal <= 0 or len(queries) == 0:
             return empty
         target = self.pending if self.pending is not None else self.index
-        scores, ids = target.search(queries, k, params=self._params(faiss_selector, nprobe, ef_search))
+        params = self._params(faiss_selector, nprobe, ef_search)
+        scores, ids = target.search(queries, k, params=params)
+        if self.delta is not None and self.delta.ntotal:  # merge the side index's hits by score
+            more_scores, more_ids = self.delta.search(queries, k, params=params)
+            scores, ids = np.concatenate([scores, more_scores], 1), np.concatenate([ids, more_ids], 1)
+            scores[ids < 0] = -np.inf
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, ids = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
         scores[ids < 0] = -np.inf
         return scores, ids
 
     def save(self, path: Path) -> None:
-        """Write the index to `path` (the caller makes it atomic); an untrained one is written empty."""
+        """Write the index to `path` (the caller makes it atomic); an untrained one is written empty.
+        Vectors held in the side index since the load are folded into the main one first."""
+        if self.delta is not None and self.delta.ntotal:
+            flat = faiss.downcast_index(self.delta.index)
+            moved = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(-1, self.dim).copy()
+            self.index.add_with_ids(moved, _all_ids(self.delta))
+            self.delta.reset()
         faiss.write_index(self.index, str(path))
 
 

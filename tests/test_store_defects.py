@@ -122,3 +122,27 @@ def test_a_filter_comparing_the_wrong_type_warns_in_the_cli(tmp_path: Path, tiny
     assert result.exit_code == 0
     assert "warning: metadata field 'year' holds text values, never number" in result.output
     np.testing.assert_equal("no hits" in result.output, True)
+
+
+def test_a_loaded_flat_index_takes_new_vectors_without_regrowing(tmp_path: Path) -> None:
+    """Adding to a loaded Flat array copied all of it (2.4 s at 1M); new vectors go to a side index."""
+    from indexer.faiss_index import VectorIndex
+
+    rows = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = VectorIndex.create("Flat", 8)
+    index.add(np.arange(40), rows[:40])
+    index.save(tmp_path / "a.faiss")
+    loaded = VectorIndex.load(tmp_path / "a.faiss", "Flat")
+    loaded.add(np.arange(40, 50), rows[40:])
+    loaded.remove(np.array([3, 45]))
+    assert loaded.index.ntotal == 39 and loaded.ntotal == 48
+    assert sorted(loaded.ids().tolist()) == [i for i in range(50) if i not in (3, 45)]
+    scores, ids = loaded.search(rows[[44, 7]], 3)
+    assert ids[:, 0].tolist() == [44, 7] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert 45 not in ids
+    _, ids = loaded.search(rows[[44]], 2, allowed_ids=np.array([44, 46]))
+    assert sorted(ids[0].tolist()) == [44, 46]
+    loaded.save(tmp_path / "b.faiss")
+    again = VectorIndex.load(tmp_path / "b.faiss", "Flat")
+    assert again.index.ntotal == 48 and sorted(again.ids().tolist()) == sorted(loaded.ids().tolist())
