@@ -36,6 +36,18 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file (blank lines skipped), the first `limit` when given."""
+    rows: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(json.loads(line))
+                if limit is not None and len(rows) >= limit:
+                    break
+    return rows
+
+
 def files_sha256(*paths: str | Path) -> str:
     """One SHA-256 over the bytes of `paths` (in order): identifies the exact data a result used."""
     digest = hashlib.sha256()

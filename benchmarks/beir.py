@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import json
 import random
 import sys
 import time
@@ -51,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, ROOT, files_sha256, write_result  # noqa: E402
+from _common import DEFAULT_DATA, ROOT, files_sha256, read_jsonl, write_result  # noqa: E402
 from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
@@ -84,11 +83,6 @@ def doc_text(row: dict[str, Any]) -> str:
     """BEIR convention: the title, then the body."""
     title, text = (row.get("title") or "").strip(), (row.get("text") or "").strip()
     return f"{title}\n{text}" if title and text else (title or text)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:

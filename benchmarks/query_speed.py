@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, RESULTS, write_result  # noqa: E402
+from _common import DEFAULT_DATA, RESULTS, read_jsonl, write_result  # noqa: E402
 
 from indexer import Document, EncodedBatch, Indexer, IndexStore, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
@@ -45,16 +45,6 @@ MODEL = "smollm2-135m"
 TASK = "scifact"
 K = 10
 TARGET_RATIO = 2.0
-
-
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
 
 
 def build_scifact(encoder: LLM2VecEncoder, data: Path, n_docs: int | None, work: Path) -> Path:

@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, RESULTS, ROOT, write_result  # noqa: E402
+from _common import DEFAULT_DATA, RESULTS, ROOT, read_jsonl, write_result  # noqa: E402
 
 from indexer import Indexer, LLM2VecEncoder  # noqa: E402
 from retriever import get_task  # noqa: E402
@@ -57,16 +57,6 @@ CLIENTS = 16
 # (requests per idle phase, requests per concurrent phase, seconds per phase) per mode
 SIZES = {"full": (300, 1000, 300.0), "quick": (100, 200, 120.0), "smoke": (10, 20, 30.0)}
 TARGETS = {"idle_p50_ratio_max": 1.5, "concurrent_throughput_ratio_min": 0.7, "errors": 0}
-
-
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
 
 
 def load_queries(data: Path, n: int) -> tuple[list[str], str]:
