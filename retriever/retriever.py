@@ -83,7 +83,7 @@ class Retriever:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
-        self._selections: OrderedDict[tuple[str, tuple[Any, ...]], tuple[int, Selector]] = OrderedDict()
+        self._selections: OrderedDict[tuple[str, tuple[Any, ...], str], tuple[int, Selector]] = OrderedDict()
         if encoder is not None:
             check_compatible(store.manifest, encoder)
 
@@ -246,13 +246,13 @@ class Retriever:
         if compiled.sql == "1":
             return None
         with self.store.snapshot():
-            if unknown_fields == "error":
-                check_fields(self.store.db, compiled, strict=False)
-            key = (compiled.sql, compiled.params)
+            key = (compiled.sql, compiled.params, unknown_fields)
             cached = self._selections.get(key)
-            if cached is not None and cached[0] == self.store.generation:
+            if cached is not None and cached[0] == self.store.generation:  # checked when it was cached
                 self._selections.move_to_end(key)
                 return cached[1]
+            if unknown_fields == "error":
+                check_fields(self.store.db, compiled, strict=False)
             ids = np.asarray(self.store.chunk_ids_where(compiled.sql, list(compiled.params)), dtype=np.int64)
             selection = self.store.vectors.selector(ids)
             self._selections[key] = (self.store.generation, selection)
