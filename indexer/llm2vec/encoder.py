@@ -10,20 +10,17 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .adapters import adapter_base_model, adapter_sha256, apply_adapters, is_adapter_dir, resolve_adapter
 from .attention import is_bidirectional, set_bidirectional
-from .batching import length_batches
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
 from .hardware import fast_bf16
@@ -31,11 +28,11 @@ from .model_cache import MergedModel
 from .pooling import pool
 from .precision import apply_precision, check_precision
 from .sources import resolve_model
-from .tokenization import CHAT_TEMPLATES, PromptFormat, TokenizedText, collate, tokenize
+from .text_encoder import TextEncoder
+from .tokenization import CHAT_TEMPLATES
 
-TextInput = str | Sequence[str] | Sequence[Sequence[str]]
-DEFAULT_MAX_BATCH_TOKENS = 16384
-ConvertTo = Literal["numpy", "torch", "list"]
+
+RUNTIMES = ("torch", "onnx")
 
 
 def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -58,45 +55,8 @@ def _raw_name_or_path(location: str) -> str | None:
         return None
 
 
-def _split_inputs(texts: Sequence[Any], instruction: str | Sequence[str | None] | None) -> tuple[list[str | None], list[str]]:
-    """Validate inputs into parallel lists of (instruction or None, text)."""
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
-    pairs = [t for t in texts if isinstance(t, (list, tuple))]
-    if pairs and len(pairs) != len(texts):
-        raise InputError("mix of plain texts and [instruction, text] pairs; use one form for the whole call")
-    if pairs:
-        if instruction is not None:
-            raise InputError("give instructions either as [instruction, text] pairs or with instruction=, not both")
-        for i, pair in enumerate(texts):
-            if len(pair) != 2:
-                raise InputError(f"input {i} must be an [instruction, text] pair, got {len(pair)} items")
-        instructions, docs = [p[0] for p in texts], [p[1] for p in texts]
-    else:
-        docs = list(texts)
-        if instruction is None or isinstance(instruction, str):
-            instructions = [instruction] * len(docs)
-        elif isinstance(instruction, Sequence):
-            if len(instruction) != len(docs):
-                raise InputError(f"got {len(instruction)} instructions for {len(docs)} texts; give one, or one per text")
-            instructions = list(instruction)
-        else:
-            raise InputError(f"instruction must be a string or a list of strings, got {type(instruction).__name__}")
-    for i, text in enumerate(docs):
-        if not isinstance(text, str):
-            raise InputError(f"text {i} is {type(text).__name__}, expected str")
-        if not text.strip():
-            raise InputError(f"text {i} is empty or whitespace-only: there is nothing to encode")
-    cleaned: list[str | None] = []
-    for i, instr in enumerate(instructions):
-        if instr is not None and not isinstance(instr, str):
-            raise InputError(f"instruction {i} is {type(instr).__name__}, expected str or None")
-        cleaned.append(instr.strip() or None if instr else None)
-    return cleaned, docs
-
-
-class LLM2VecEncoder:
-    """Encode texts (optionally with task instructions) into vectors with an LLM2Vec model."""
+class LLM2VecEncoder(TextEncoder):
+    """Encode texts (optionally with task instructions) into vectors with an LLM2Vec model (torch)."""
 
     def __init__(
         self,
@@ -108,28 +68,9 @@ class LLM2VecEncoder:
         provenance: dict[str, Any] | None = None,
         fold_all_caps: bool = True,
     ) -> None:
-        if not getattr(tokenizer, "is_fast", False):
-            raise ModelLoadError("LLM2VecEncoder needs a fast (Rust) tokenizer: it pools by character offsets")
+        super().__init__(tokenizer, config, chat_template=chat_template, provenance=provenance,
+                         fold_all_caps=fold_all_caps)
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.config = config
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        pooling = config.pooling_mode
-        adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
-        if pooling == "bos_token" and tokenizer.bos_token_id is None:
-            raise ModelLoadError("bos_token pooling needs a tokenizer with a BOS token; this one has none")
-        if pooling == "eos_token" and tokenizer.eos_token_id is None:
-            raise ModelLoadError("eos_token pooling needs a tokenizer with an EOS token; this one has none")
-        self.format = PromptFormat(
-            max_length=config.max_length,
-            doc_max_length=config.doc_max_length,
-            skip_instruction=config.skip_instruction,
-            chat_template=chat_template,
-            append_eos=pooling == "eos_token",
-            prepend_bos=pooling == "bos_token" and not adds_bos,
-            fold_all_caps=fold_all_caps,
-        )
-        self.provenance = dict(provenance or {})
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -150,7 +91,8 @@ class LLM2VecEncoder:
         trust_remote_code: bool = False,
         fold_all_caps: bool = True,
         precision: str = "fp32",
-    ) -> "LLM2VecEncoder":
+        runtime: str = "torch",
+    ) -> TextEncoder:
         """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
 
         An embedded name brings its shipped adapters ("smollm2-135m" = "smollm2-135m:mntp+supervised";
@@ -166,13 +108,17 @@ class LLM2VecEncoder:
         saves it, later loads read it back in a second or two. `trust_remote_code` models are
         never cached.
 
-        `precision="int8"` runs the linear layers in int8 on CPU (`precision`: about 1.3x faster
-        on AVX2, rows within cosine 0.99 of fp32 on English passages and queries, less on short
-        texts in other scripts); "auto" picks int8 where a short self-check finds it faster and
-        within 0.99 on varied texts, else fp32. The precision used is part of `spec()` (and so
-        of the fingerprint) when it is not fp32.
+        `runtime="onnx"` returns an `OnnxEncoder`: the same model and pooling exported once to ONNX
+        Runtime (cached, `onnx_encoder`), same vectors, and later loads from an index need neither
+        torch nor transformers. `precision="int8"` runs the linear layers in int8 on that runtime
+        (`precision`: rows within cosine 0.99 of fp32 on English passages and queries, less on
+        short texts in other scripts); "auto" picks int8 where a short self-check finds it faster
+        and within 0.99 on varied texts, else fp32. The precision used is part of `spec()` (and
+        so of the fingerprint) when it is not fp32.
         """
         check_precision(precision)
+        if runtime not in RUNTIMES:
+            raise InputError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         resolved = resolve_model(model)
         adapters = [str(resolve_adapter(a)) for a in adapters]
         location = resolved.location
@@ -221,10 +167,12 @@ class LLM2VecEncoder:
         }
         encoder = cls(hf_model, tokenizer, config, chat_template=CHAT_TEMPLATES.get(_raw_name_or_path(location) or ""),
                       provenance=provenance, fold_all_caps=fold_all_caps)
-        used = apply_precision(encoder, precision)
-        if used != "fp32":
-            encoder.provenance["precision"] = used  # fp32 specs stay as they were: their fingerprints hold
-        return encoder
+        chosen = apply_precision(encoder, precision)
+        if runtime == "onnx" and chosen.runtime != "onnx":
+            from .onnx_export import onnx_encoder
+
+            return onnx_encoder(encoder)
+        return chosen
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model (or its unmerged adapter), tokenizer and `llm2vec_config.json`."""
@@ -253,112 +201,29 @@ class LLM2VecEncoder:
         return next(self.model.parameters()).device
 
     @property
-    def precision(self) -> str:
-        """"fp32", or "int8" for the quantized fast path (see `precision`)."""
-        return self.provenance.get("precision", "fp32")
+    def runtime(self) -> str:
+        return "torch"
 
     @property
     def bidirectional(self) -> bool:
         return is_bidirectional(self.model)
-
-    def spec(self) -> dict[str, Any]:
-        """What determines this encoder's vectors: stored in index manifests and compared on open."""
-        return {
-            **self.provenance,
-            "pooling_mode": self.config.pooling_mode,
-            "max_length": self.config.max_length,
-            "doc_max_length": self.config.doc_max_length,
-            "skip_instruction": self.config.skip_instruction,
-            "fold_all_caps": self.format.fold_all_caps,
-            "dim": self.dim,
-        }
-
-    def fingerprint(self) -> str:
-        """A short hash of `spec()` without local paths: equal fingerprints give equal vectors."""
-        spec = self.spec()
-        spec["adapters"] = [a["sha256"] for a in spec.get("adapters", [])]
-        if spec.get("model_sha256"):
-            spec.pop("model", None)
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return (f"LLM2VecEncoder(model={self.provenance.get('model', type(self.model).__name__)!r}, "
                 f"pooling={self.config.pooling_mode!r}, bidirectional={self.bidirectional}, dim={self.dim})")
 
     # ------------------------------------------------------------------ encoding
-    def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> list[TokenizedText]:
-        """Token ids and pooling masks for texts (instructions already validated)."""
-        instructions = list(instructions) if instructions is not None else [None] * len(texts)
-        items = tokenize(instructions, texts, self.tokenizer, self.format)
-        if self.config.pooling_mode in ("mean", "weighted_mean"):
-            for i, item in enumerate(items):
-                if not any(item.pool_mask):
-                    raise InputError(
-                        f"text {i} has no token left to pool: its instruction fills max_length={self.config.max_length}"
-                    )
-        return items
-
     def embed(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled embeddings [batch, dim] for a collated batch (differentiable; used by training)."""
         device = self.device
-        outputs = self.model(
-            input_ids=features["input_ids"].to(device),
-            attention_mask=features["attention_mask"].to(device),
-        )
-        hidden = outputs.last_hidden_state.float()
-        return pool(hidden, features["attention_mask"].to(device), features["pool_mask"].to(device),
-                    self.config.pooling_mode)
+        input_ids, attention_mask, pool_mask = (torch.as_tensor(features[name]).to(device)
+                                                for name in ("input_ids", "attention_mask", "pool_mask"))
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+        return pool(hidden, attention_mask, pool_mask, self.config.pooling_mode)
 
-    def encode(
-        self,
-        texts: TextInput,
-        instruction: str | Sequence[str | None] | None = None,
-        *,
-        batch_size: int | None = 32,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        normalize: bool = False,
-        show_progress_bar: bool | None = None,
-        convert_to: ConvertTo = "numpy",
-    ) -> np.ndarray | torch.Tensor | list:
-        """Encode texts into float32 vectors, rows in input order.
-
-        `texts` is a string, a list of strings, or a list of `[instruction, text]` pairs (as in the
-        reference library). `instruction` is one string for all texts or one per text; it is seen
-        by the model but not pooled. A single string gives a 1-D vector.
-
-        Texts of similar length go through the model together: a batch holds at most `batch_size`
-        texts (None: no limit) and `max_batch_tokens` padded tokens, and never pads a short text
-        to the length of a much longer one (`batching`).
-        """
-        if convert_to not in ("numpy", "torch", "list"):
-            raise InputError(f"convert_to must be 'numpy', 'torch' or 'list', got {convert_to!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
-            raise InputError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
-        single = isinstance(texts, str)
-        instructions, docs = _split_inputs([texts] if single else texts, instruction)
-        items = self.tokenize(docs, instructions) if docs else []
-        batches = length_batches([len(item.input_ids) for item in items], max_texts=batch_size,
-                                 max_tokens=max_batch_tokens)
-        result = torch.empty((len(items), self.dim), dtype=torch.float32)
-        if show_progress_bar is None:
-            show_progress_bar = len(batches) > 1 and sys.stderr.isatty()
-        with torch.inference_mode(), tqdm(total=len(items), desc="encoding", unit="text",
-                                          disable=not show_progress_bar) as bar:
-            for rows in batches:
-                batch = collate([items[i] for i in rows], self.pad_token_id)
-                result[rows] = self.embed(batch).cpu()
-                bar.update(len(rows))
-        if normalize:
-            result = torch.nn.functional.normalize(result, dim=-1)
-        if single:
-            result = result[0]
-        if convert_to == "torch":
-            return result
-        if convert_to == "list":
-            return result.tolist()
-        return result.numpy()
+    def _embed_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return self.embed(batch).cpu().numpy()
 
 
 def _load_directory(directory: str | Path, load_kwargs: dict[str, Any], source: str) -> tuple[Any, nn.Module]:

@@ -23,10 +23,11 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .sources import cache_dir, file_identity
 
@@ -80,27 +81,7 @@ class MergedModel:
 
     def verified(self) -> bool:
         """True when the entry exists and is whole; a damaged or foreign one is removed (with a warning)."""
-        record_path = self.path / ENTRY_FILE
-        if not self.path.exists():
-            return False
-        problem = None
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if record.get("format") != FORMAT_VERSION or record.get("key") != self.key:
-                problem = "it was written by another version"
-            else:
-                for name, size in record["files"].items():
-                    path = self.path / name
-                    if not path.is_file() or path.stat().st_size != size:
-                        problem = f"{name} is missing or cut short"
-                        break
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            problem = f"its {ENTRY_FILE} is unreadable ({exc})"
-        if problem is None:
-            return True
-        logger.warning("rebuilding the merged model cache entry %s: %s", self.path, problem)
-        shutil.rmtree(self.path, ignore_errors=True)
-        return False
+        return entry_verified(self.path, self.key, "merged model")
 
     def save(self, model: Any, tokenizer: Any) -> Path:
         """Write `model` (adapters merged) and `tokenizer` as this entry, atomically; returns its path.
@@ -108,23 +89,9 @@ class MergedModel:
         If another process saved the same entry first, its copy is kept. Entries of the same
         inputs with another key (inputs changed since) are removed.
         """
-        root = merged_root()
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-        try:
+        with staged_entry(merged_root(), self.path, self.key, {"inputs": self.inputs, "versions": _versions()}) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
-            record = {"format": FORMAT_VERSION, "key": self.key, "inputs": self.inputs, "versions": _versions(),
-                      "files": files}
-            (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-            try:
-                staging.rename(self.path)
-            except OSError:  # another process finished the same entry first
-                if not self.verified():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         self._remove_superseded()
         return self.path
 
@@ -142,3 +109,49 @@ class MergedModel:
             if gone or (inputs == self.inputs and record.get("versions") == _versions()):
                 logger.info("removing the superseded merged model %s", record_path.parent)
                 shutil.rmtree(record_path.parent, ignore_errors=True)
+
+
+def entry_verified(path: Path, key: str, what: str) -> bool:
+    """True when the cache entry at `path` exists and is whole (its `entry.json` names `key` and this
+    format, every file it lists has its recorded size); a damaged or foreign one is removed."""
+    if not path.exists():
+        return False
+    problem = None
+    try:
+        record = json.loads((path / ENTRY_FILE).read_text(encoding="utf-8"))
+        if record.get("format") != FORMAT_VERSION or record.get("key") != key:
+            problem = "it was written by another version"
+        else:
+            for name, size in record["files"].items():
+                file = path / name
+                if not file.is_file() or file.stat().st_size != size:
+                    problem = f"{name} is missing or cut short"
+                    break
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        problem = f"its {ENTRY_FILE} is unreadable ({exc})"
+    if problem is None:
+        return True
+    logger.warning("rebuilding the %s cache entry %s: %s", what, path, problem)
+    shutil.rmtree(path, ignore_errors=True)
+    return False
+
+
+@contextmanager
+def staged_entry(root: Path, path: Path, key: str, record: dict[str, Any]) -> Iterator[Path]:
+    """A temporary folder under `root` to write an entry into; on success it gets its `entry.json`
+    (format, key, `record`, every file's size) last and is renamed to `path`, atomically. If another
+    process published the same entry first, its copy is kept."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        yield staging
+        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        full = {"format": FORMAT_VERSION, "key": key, **record, "files": files}
+        (staging / ENTRY_FILE).write_text(json.dumps(full, indent=2), encoding="utf-8")
+        try:
+            staging.rename(path)
+        except OSError:  # another process finished the same entry first
+            if not entry_verified(path, key, "cache"):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

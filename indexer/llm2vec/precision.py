@@ -1,28 +1,28 @@
 """The int8 fast path on CPU: `LLM2VecEncoder.from_pretrained(..., precision="int8" | "auto")`.
 
-Linear layers run as torch dynamic int8 (`quantize_dynamic`: int8 weights per output channel,
-activations quantized per batch on the fly), after SmoothQuant-style scaling: the norms in front
-of q/k/v and gate/up are divided, and those layers' weights multiplied, by per-channel factors
-(`max|x|^a / max|w|^(1-a)`, a = 0.5, from activation maxima on a fixed calibration set), which
-changes nothing in fp32 but moves activation outliers into the weights, where per-channel int8
-absorbs them. The MLP's down projection stays fp32: its inputs carry outliers of up to 80x their
-median, and no scaling brought it to the accuracy bar. Attention itself (SDPA), the norms and
-the pooling stay fp32, so bidirectional attention and instruction-excluded pooling are the fp32
-path's.
+A SmoothQuant-scaled copy of the model is exported to ONNX Runtime (`onnx_export`) and its linear
+layers quantized there (`quantize_graph`: int8 weights per output channel, activations quantized
+per batch on the fly). The scaling divides the norms in front of q/k/v and gate/up, and multiplies
+those layers' weights, by per-channel factors (`max|x|^a / max|w|^(1-a)`, a = 0.5, from activation
+maxima on a fixed calibration set): nothing changes in fp32, but activation outliers move into the
+weights, where per-channel int8 absorbs them. The MLP's down projection stays fp32: its inputs
+carry outliers of up to 80x their median, and no scaling brought it to the accuracy bar. Attention,
+the norms and the pooling stay fp32 and are traced from the torch model, so bidirectional
+attention and instruction-excluded pooling are the fp32 path's.
 
-Measured on SmolLM2-135M + shipped adapters (AVX2 CPU, 2 threads), min (mean) row cosine to fp32
-on 32 SciFact passages: int8 everywhere 0.957 (0.978); per-channel weights 0.962 (0.983);
-smoothed 0.974 (0.993); smoothed with down_proj kept fp32 0.9988 (0.9991), the recipe here, which
-also gives 0.994 on 100 SciFact claims with their instruction and encodes passages about 1.3x
-faster than fp32. Short texts in other scripts fare worse (0.93-0.97 for a one-line Japanese or
-Russian sentence): activations are quantized with one scale per batch, and torch's int8 kernels
-offer no per-token scales. The self-check set below holds such texts, so "auto" keeps fp32 there.
+Measured with torch's int8 kernels on SmolLM2-135M + shipped adapters (AVX2 CPU, 2 threads), min
+(mean) row cosine to fp32 on 32 SciFact passages: int8 everywhere 0.957 (0.978); per-channel
+weights 0.962 (0.983); smoothed 0.974 (0.993); smoothed with down_proj kept fp32 0.9988 (0.9991),
+the recipe here, which also gives 0.994 on 100 SciFact claims with their instruction. Short texts in
+other scripts fare worse (0.93-0.97 for a one-line Japanese or Russian sentence): activations are
+quantized with one scale per batch. The self-check set below holds such texts, so "auto" keeps fp32
+where they fall below the bar.
 
 "auto" runs a short self-check on the calibration set: int8 is used when its rows agree with
 fp32 (min cosine >= `MIN_COSINE`) and it encodes them faster; otherwise fp32, with a warning
 saying why. Calibration maxima and the auto decision are cached under `cache_dir()/precision`,
-keyed by the encoder's fingerprint, this recipe and (for the decision) the CPU, so a warm load
-pays only the quantization itself.
+keyed by the encoder's fingerprint, this recipe and (for the decision) the CPU; the int8 graph
+itself is cached by `onnx_encoder`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,17 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import InputError, ModelLoadError
+from .onnx_encoder import onnx_unavailable
 from .sources import cache_dir
 
 if TYPE_CHECKING:
     from .encoder import LLM2VecEncoder
+    from .text_encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ PRECISIONS = ("fp32", "int8", "auto")
 MIN_COSINE = 0.99
 SMOOTHING_ALPHA = 0.5
 KEEP_FP32 = ("down_proj",)
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SMOOTHED_INPUTS = {"q_proj": ("input_layernorm", ("q_proj", "k_proj", "v_proj")),
                    "gate_proj": ("post_attention_layernorm", ("gate_proj", "up_proj"))}
 """Projection whose input is measured -> (the norm that feeds it, the projections sharing that input)."""
@@ -87,26 +90,19 @@ def check_precision(precision: str) -> None:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
-def _engine() -> str | None:
-    supported = torch.backends.quantized.supported_engines
-    return next((e for e in ("x86", "fbgemm", "onednn", "qnnpack") if e in supported), None)
-
-
 def int8_unavailable(model: nn.Module, device: torch.device, dtype: torch.dtype) -> str | None:
     """Why int8 cannot run for this model here (None when it can)."""
     if device.type != "cpu":
         return f"int8 runs on CPU only (the model is on {device.type}; use dtype='float16' or 'bfloat16' there)"
     if dtype != torch.float32:
         return f"int8 quantizes a float32 model (got dtype {dtype}); leave dtype at its default"
-    if _engine() is None:
-        return "this torch build has no quantized CPU engine (x86, fbgemm, onednn or qnnpack)"
     if hasattr(model, "peft_config"):
         return "int8 needs the adapters merged (merge_adapters=True)"
     model_type = getattr(model.config, "model_type", None)
     if model_type not in SMOOTHABLE_MODEL_TYPES:
         return (f"int8 is calibrated for model types {', '.join(SMOOTHABLE_MODEL_TYPES)}, not {model_type!r}; "
                 "use precision='fp32'")
-    return None
+    return onnx_unavailable()
 
 
 def _layers(model: nn.Module) -> nn.ModuleList:
@@ -182,78 +178,80 @@ def smooth(model: nn.Module, maxima: dict[str, list[float]], alpha: float = SMOO
                 lin.weight.mul_(factors.to(lin.weight.dtype)[None, :])
 
 
-def quantize(model: nn.Module) -> nn.Module:
-    """Dynamic int8 (per-channel weights) for every Linear but those named in `KEEP_FP32`."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+def quantize_graph(source: Path, target: Path) -> Path:
+    """Quantize the MatMuls of the ONNX graph `source` (int8 weights per output channel, dynamic
+    activations), all but those of the layers named in `KEEP_FP32`; returns `target`."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    torch.backends.quantized.engine = _engine()
-    names = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-             if isinstance(module, nn.Linear) and not name.endswith(KEEP_FP32)}
-    # torch deprecates eager-mode quantization in favour of torchao and says so on every call (the
-    # user can do nothing about it; this module is where a move to torchao would happen).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel",
-                                category=UserWarning)
-        return quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)
+    graph = onnx.load(str(source), load_external_data=False)
+    keep = [node.name for node in graph.graph.node if node.op_type == "MatMul" and any(k in node.name for k in KEEP_FP32)]
+    del graph
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for convolutional image models
+    try:
+        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=keep, extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
+    return target
 
 
-def _timed_rows(encoder: "LLM2VecEncoder") -> tuple[float, torch.Tensor]:
+def int8_model(encoder: "LLM2VecEncoder") -> nn.Module:
+    """A SmoothQuant-scaled copy of `encoder.model`, ready to quantize (same outputs in fp32)."""
+    model = copy.deepcopy(encoder.model)
+    smooth(model, activation_maxima(encoder))
+    return model
+
+
+def _timed_rows(encoder: "TextEncoder") -> tuple[float, np.ndarray]:
+    encoder.encode(CALIBRATION_TEXTS[0], show_progress_bar=False)  # warm-up, untimed
     start = time.perf_counter()
-    rows = encoder.encode(list(CALIBRATION_TEXTS), normalize=True, convert_to="torch", show_progress_bar=False)
+    rows = encoder.encode(list(CALIBRATION_TEXTS), normalize=True, show_progress_bar=False)
     return time.perf_counter() - start, rows
 
 
-def _int8_model(model: nn.Module, maxima: dict[str, list[float]]) -> nn.Module:
-    smooth(model, maxima)
-    return quantize(model)
-
-
-def _self_check(encoder: "LLM2VecEncoder", maxima: dict[str, list[float]]) -> tuple[dict[str, Any], nn.Module]:
+def _self_check(encoder: "LLM2VecEncoder") -> tuple[dict[str, Any], "TextEncoder"]:
     """Time fp32 and int8 on the calibration texts and compare their rows; returns the decision
-    and the int8 model (built on a copy: the encoder keeps its fp32 model)."""
-    original = encoder.model
-    encoder.encode(CALIBRATION_TEXTS[0], show_progress_bar=False)  # warm-up, untimed
+    and the int8 encoder."""
+    from .onnx_export import onnx_encoder
+
     fp32_seconds, fp32_rows = _timed_rows(encoder)
-    candidate = _int8_model(copy.deepcopy(original), maxima)
-    encoder.model = candidate
-    try:
-        encoder.encode(CALIBRATION_TEXTS[0], show_progress_bar=False)
-        int8_seconds, int8_rows = _timed_rows(encoder)
-    finally:
-        encoder.model = original
+    candidate = onnx_encoder(encoder, "int8")
+    int8_seconds, int8_rows = _timed_rows(candidate)
     cosine = float((int8_rows * fp32_rows).sum(-1).min())
     chosen = "int8" if cosine >= MIN_COSINE and int8_seconds < fp32_seconds else "fp32"
     return {"precision": chosen, "min_cosine": round(cosine, 6), "int8_seconds": round(int8_seconds, 3),
             "fp32_seconds": round(fp32_seconds, 3), "cpu": torch.backends.cpu.get_cpu_capability()}, candidate
 
 
-def apply_precision(encoder: "LLM2VecEncoder", precision: str) -> str:
-    """Switch a freshly loaded fp32 `encoder` to `precision` in place; returns the precision used
-    ("auto" resolves to "int8" or "fp32"). Asking for "int8" where it cannot run is a
-    `ModelLoadError` naming what is missing; "auto" then falls back to fp32 with a warning."""
+def apply_precision(encoder: "LLM2VecEncoder", precision: str) -> "TextEncoder":
+    """The encoder to use for a freshly loaded fp32 `encoder` at `precision`: itself for fp32, its
+    int8 ONNX Runtime export for int8 ("auto" resolves to one of them). Asking for "int8" where it
+    cannot run is a `ModelLoadError` naming what is missing; "auto" then falls back to fp32 with a
+    warning."""
+    from .onnx_export import onnx_encoder
+
     check_precision(precision)
     if precision == "fp32":
-        return "fp32"
+        return encoder
     reason = int8_unavailable(encoder.model, encoder.device, next(encoder.model.parameters()).dtype)
     if reason is not None:
         if precision == "int8":
             raise ModelLoadError(f"precision='int8' is not available: {reason}")
         warnings.warn(f"precision='auto' uses fp32: {reason}", RuntimeWarning, stacklevel=3)
-        return "fp32"
-    maxima = activation_maxima(encoder)
+        return encoder
     if precision == "int8":
-        encoder.model = _int8_model(encoder.model, maxima)
-        return "int8"
+        return onnx_encoder(encoder, "int8")
     decision_path = _cache_path(encoder, "auto")
     decision, candidate = _read_cached(decision_path), None
     if decision is None:
-        decision, candidate = _self_check(encoder, maxima)
+        decision, candidate = _self_check(encoder)
         _write_cached(decision_path, decision)
     if decision.get("precision") != "int8":
         warnings.warn(f"precision='auto' uses fp32: on the self-check int8 rows had min cosine "
                       f"{decision.get('min_cosine')} to fp32 (bar {MIN_COSINE}) and took {decision.get('int8_seconds')} s "
                       f"against {decision.get('fp32_seconds')} s", RuntimeWarning, stacklevel=3)
-        return "fp32"
-    encoder.model = candidate if candidate is not None else _int8_model(encoder.model, maxima)
-    return "int8"
+        return encoder
+    return candidate if candidate is not None else onnx_encoder(encoder, "int8")

@@ -13,10 +13,9 @@ departure from the reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
-import torch
-from transformers import PreTrainedTokenizerBase
+import numpy as np
 
 from .casing import fold_all_caps
 
@@ -53,7 +52,7 @@ class PromptFormat:
     fold_all_caps: bool = False
 
 
-def truncate_words(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat) -> list[str]:
+def truncate_words(texts: Sequence[str], tokenizer: Any, fmt: PromptFormat) -> list[str]:
     """Cut texts longer than `doc_max_length` tokens on word boundaries, as the reference does."""
     lengths = [
         len(ids)
@@ -79,7 +78,7 @@ def truncate_words(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, fmt
     return out
 
 
-def _token_prefix(text: str, tokenizer: PreTrainedTokenizerBase, n_tokens: int) -> str:
+def _token_prefix(text: str, tokenizer: Any, n_tokens: int) -> str:
     """The longest prefix of `text` made of its first `n_tokens` tokens."""
     offsets = tokenizer(text, add_special_tokens=False, truncation=True, max_length=n_tokens,
                         return_offsets_mapping=True)["offset_mapping"]
@@ -103,7 +102,7 @@ def _assemble(instruction: str | None, text: str, fmt: PromptFormat) -> tuple[st
 def tokenize(
     instructions: Sequence[str | None],
     texts: Sequence[str],
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: Any,
     fmt: PromptFormat,
 ) -> list[TokenizedText]:
     """Tokenize every pair once; mark the tokens whose span overlaps the text part."""
@@ -134,17 +133,17 @@ def tokenize(
     return items
 
 
-def collate(items: Sequence[TokenizedText], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad a batch (the reference's layout): input_ids, attention_mask and pool_mask."""
+def collate(items: Sequence[TokenizedText], pad_token_id: int) -> dict[str, np.ndarray]:
+    """Left-pad a batch (the reference's layout): input_ids, attention_mask (int64) and pool_mask (bool)."""
     width = max(len(item.input_ids) for item in items)
-    input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-    pool_mask = torch.zeros((len(items), width), dtype=torch.bool)
+    input_ids = np.full((len(items), width), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(items), width), dtype=np.int64)
+    pool_mask = np.zeros((len(items), width), dtype=bool)
     for row, item in enumerate(items):
         n = len(item.input_ids)
         if n == 0:
             continue
-        input_ids[row, width - n :] = torch.tensor(item.input_ids, dtype=torch.long)
+        input_ids[row, width - n :] = item.input_ids
         attention_mask[row, width - n :] = 1
-        pool_mask[row, width - n :] = torch.tensor(item.pool_mask, dtype=torch.bool)
+        pool_mask[row, width - n :] = item.pool_mask
     return {"input_ids": input_ids, "attention_mask": attention_mask, "pool_mask": pool_mask}
