@@ -21,6 +21,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni", "fma")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU flags that decide matmul speed (from /proc/cpuinfo; empty where it is unreadable)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [flag for flag in CPU_FLAGS if flag in present]
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, CPU, thread count, torch version and load average, for the result header."""
     info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

@@ -10,7 +10,9 @@ batch size 32, 2 torch threads on both sides; the reference runs in its own venv
 (benchmarks/_reference.py).
 Cases: (a) ~200-token scifact passages, fp32; (b) short scifact queries (5-20 tokens), fp32;
 (c) our opt-in `dtype="bfloat16"` on the passages against the reference's fp32, with the
-per-row cosine of our bf16 rows to our fp32 rows.
+per-row cosine of our bf16 rows to our fp32 rows (`--no-bf16` skips it: on CPUs without native
+bf16 it runs at about 1.5 GFLOP/s); (d, e) our `precision="int8"` fast path (ONNX Runtime) on the
+passages and the queries, with the per-row cosine of its rows to our fp32 rows.
 
 The two sides alternate, A B A B: each of `--pairs` rounds (at least 3) times ours on every case,
 then the reference on every case (a fresh reference process per round; its model load is not
@@ -46,7 +48,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, RESULTS, machine_info, write_result  # noqa: E402
+from _common import DEFAULT_DATA, RESULTS, cpu_flags, machine_info, write_result  # noqa: E402
 from _reference import prepare_model_dir, row_cosines, run_reference, write_inputs  # noqa: E402
 
 from indexer.llm2vec import LLM2VecEncoder, resolve_model  # noqa: E402
@@ -56,9 +58,9 @@ MODEL = "smollm2-135m:base"  # SmolLM2-135M without adapters, the weights the re
 THREADS = 2
 BATCH_SIZE = 32
 MIN_PAIRS = 3
-TARGETS = {"passages_fp32": 1.3, "queries_fp32": 2.0, "passages_bf16": 2.0}
+TARGETS = {"passages_fp32": 1.3, "queries_fp32": 2.0, "passages_bf16": 2.0, "passages_int8": 2.5, "queries_int8": 2.0}
+INT8_MIN_COSINE = 0.99
 BF16_MIN_COSINE = 0.999
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni", "fma")
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 3.0) -> float:
@@ -69,6 +71,35 @@ def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: floa
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def int8_matmul_peak(n: int = 1024, seconds: float = 3.0, threads: int = THREADS) -> float:
+    """Best GFLOP/s of an n x n by n x n MatMul quantized the way the int8 path's are (ONNX Runtime
+    dynamic int8, per-channel weights), on `threads` threads, over `seconds`."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "peak",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [weight])
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), f"{tmp}/fp32.onnx")
+        quantize_dynamic(f"{tmp}/fp32.onnx", f"{tmp}/int8.onnx", per_channel=True, weight_type=QuantType.QInt8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(f"{tmp}/int8.onnx", options, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((n, n)).astype(np.float32)
+    session.run(None, {"x": x})
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        session.run(None, {"x": x})
         best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
@@ -89,16 +120,6 @@ def select_by_tokens(texts: Sequence[str], tokenizer: Any, low: int, high: int, 
         if len(out) >= n:
             return out[:n]
     raise ValueError(f"only {len(out)} texts have {low}-{high} tokens; {n} wanted")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU flags that decide matmul speed (from /proc/cpuinfo; empty where it is unreadable)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    present = set(flags.split(":", 1)[1].split())
-    return [flag for flag in CPU_FLAGS if flag in present]
 
 
 def time_ours(encoder: LLM2VecEncoder, texts: list[str]) -> tuple[float, np.ndarray]:
@@ -134,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bf16-passages", type=int,
                         help="passages for the bf16 case (default 4 quick / 32): bf16 is slow on CPUs without "
                              "native bf16 matmul, so it is timed on the first passages only")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 case")
     parser.add_argument("--pairs", type=int, default=MIN_PAIRS,
                         help="alternating rounds, ours then the reference (at least %(default)s)")
     parser.add_argument("--output", type=Path, help="results JSON (default benchmarks/results/encode_speed[_quick].json)")
@@ -151,13 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = cpu_flags()
     peak = matmul_peak(torch.float32)
     peak_bf16 = matmul_peak(torch.bfloat16, n=256, seconds=2.0)
+    peak_int8 = int8_matmul_peak()
     print(f"CPU flags: {' '.join(flags) or 'unknown'}; matmul peak at {THREADS} threads: fp32 {peak:.1f} GFLOP/s, "
-          f"bf16 {peak_bf16:.1f} GFLOP/s")
+          f"bf16 {peak_bf16:.1f} GFLOP/s, int8 (ONNX Runtime) {peak_int8:.1f} GFLOP/s")
 
     # the base weights on both sides (the reference gets the same directory): the rows must agree
     model_dir = resolve_model(MODEL).location
     ours = LLM2VecEncoder.from_pretrained(MODEL, pooling="mean", dtype="float32", device="cpu")
     fast = LLM2VecEncoder.from_pretrained(MODEL, pooling="mean", dtype="bfloat16", device="cpu")
+    int8 = LLM2VecEncoder.from_pretrained(MODEL, pooling="mean", precision="int8")
     tokenizer = ours.tokenizer
     non_embedding = sum(p.numel() for n, p in ours.model.named_parameters() if "embed_tokens" not in n)
     flop_per_token = 2.0 * non_embedding
@@ -170,11 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.pairs} alternating rounds")
 
     seconds: dict[str, list[float]] = {key: [] for key in ("ours_passages_fp32", "ours_queries_fp32",
-                                                           "ours_passages_bf16", "reference_passages_fp32",
+                                                           "ours_passages_bf16", "ours_passages_int8",
+                                                           "ours_queries_int8", "reference_passages_fp32",
                                                            "reference_queries_fp32")}
     rows: dict[str, np.ndarray] = {}
     load_averages, reference_load_s = [], []
-    for encoder in (ours, fast):  # warm-up, untimed (the reference warms up on 4 texts per process too)
+    for encoder in (ours, fast, int8):  # warm-up, untimed (the reference warms up on 4 texts per process too)
         encoder.encode(passages[:4], batch_size=BATCH_SIZE)
     with tempfile.TemporaryDirectory(prefix="l2v-speed-") as tmp:
         ref_dir = prepare_model_dir(model_dir, Path(tmp) / "ref-smollm2")
@@ -188,8 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, texts in inputs.items():  # A: ours
                 elapsed, rows[f"ours_{name}_fp32"] = time_ours(ours, texts)
                 seconds[f"ours_{name}_fp32"].append(elapsed)
-            elapsed, rows["ours_passages_bf16"] = time_ours(fast, passages[:n_bf16])
-            seconds["ours_passages_bf16"].append(elapsed)
+            for name, texts in inputs.items():
+                elapsed, rows[f"ours_{name}_int8"] = time_ours(int8, texts)
+                seconds[f"ours_{name}_int8"].append(elapsed)
+            if not args.no_bf16:
+                elapsed, rows["ours_passages_bf16"] = time_ours(fast, passages[:n_bf16])
+                seconds["ours_passages_bf16"].append(elapsed)
             report = run_reference({"threads": THREADS, "jobs": [{  # B: the reference
                 "model": str(ref_dir), "bidirectional": True, "pooling_mode": "mean", "max_length": 512,
                 "doc_max_length": 400, "runs": runs}]})
@@ -204,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "passages_fp32": ("passages", "ours_passages_fp32", len(passages), tokens["passages"], peak),
         "queries_fp32": ("queries", "ours_queries_fp32", len(queries), tokens["queries"], peak),
         "passages_bf16": ("passages", "ours_passages_bf16", n_bf16, tokens["passages_bf16"], peak_bf16),
+        "passages_int8": ("passages", "ours_passages_int8", len(passages), tokens["passages"], peak_int8),
+        "queries_int8": ("queries", "ours_queries_int8", len(queries), tokens["queries"], peak_int8),
     }.items():
+        if not seconds[ours_key]:
+            continue
         ref_key = f"reference_{name}_fp32"
         ours_rates = rates(n, tok, statistics.median(seconds[ours_key]), flop_per_token, own_peak, peak)
         ref_rates = rates(len(inputs[name]), tokens[name], statistics.median(seconds[ref_key]), flop_per_token, peak,
@@ -220,9 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "min_cosine_to_reference": round(float(row_cosines(rows[ours_key], rows[ref_key][:n]).min()), 6),
         }
         cases[case]["meets_target"] = cases[case]["speedup"] >= TARGETS[case]
-    bf16_cos = row_cosines(rows["ours_passages_bf16"], rows["ours_passages_fp32"][:n_bf16])
-    cases["passages_bf16"]["min_cosine_to_ours_fp32"] = round(float(bf16_cos.min()), 6)
-    cases["passages_bf16"]["cosine_ok"] = bool(bf16_cos.min() >= BF16_MIN_COSINE)
+    if "passages_bf16" in cases:
+        bf16_cos = row_cosines(rows["ours_passages_bf16"], rows["ours_passages_fp32"][:n_bf16])
+        cases["passages_bf16"]["min_cosine_to_ours_fp32"] = round(float(bf16_cos.min()), 6)
+        cases["passages_bf16"]["cosine_ok"] = bool(bf16_cos.min() >= BF16_MIN_COSINE)
+    for name in inputs:
+        int8_cos = row_cosines(rows[f"ours_{name}_int8"], rows[f"ours_{name}_fp32"])
+        cases[f"{name}_int8"]["min_cosine_to_ours_fp32"] = round(float(int8_cos.min()), 6)
+        cases[f"{name}_int8"]["cosine_ok"] = bool(int8_cos.min() >= INT8_MIN_COSINE)
 
     print(f"\nmedians of {args.pairs} alternating rounds; CPU flags: {' '.join(flags) or 'unknown'}")
     print("| case | side | passages/s | tokens/s | GFLOP/s | % peak (own precision) | time spread | "
@@ -242,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = write_result("encode_speed", {
         # the standard machine header (load average at the end), plus what this benchmark measured of the CPU
         "machine": {**machine_info(), "cpu_flags": flags, "fp32_matmul_peak_gflops": round(peak, 1),
-                    "bf16_matmul_peak_gflops": round(peak_bf16, 1), "load_average_before": list(load_before),
+                    "bf16_matmul_peak_gflops": round(peak_bf16, 1), "int8_matmul_peak_gflops": round(peak_int8, 1),
+                    "load_average_before": list(load_before),
                     "load_average_per_round": load_averages,
                     "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]},
         "model": {"name": MODEL, "non_embedding_params": non_embedding, "pooling": "mean",

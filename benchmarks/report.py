@@ -377,13 +377,20 @@ def encode_speed(ctx: Context) -> list[str]:
     if result is None:
         return lines + not_run("python benchmarks/encode_speed.py --quick")
     cases = result.data.get("cases", {})
-    rows = [[case, c.get("n"), f"{c['ours']['tokens_per_s']:.0f} ({c['ours']['pct_of_fp32_peak']:.0f} % of peak)",
+    rows = [[case, c.get("n"), f"{c['ours']['tokens_per_s']:.0f} ({c['ours']['pct_of_peak']:.0f} % of its "
+             f"precision's peak)",
              f"{c['reference_fp32']['tokens_per_s']:.0f} ({c['reference_fp32']['pct_of_fp32_peak']:.0f} %)",
              f"**{times(c.get('speedup'))}**", times(c.get("target")), "yes" if c.get("meets_target") else "no",
              num(c.get("min_cosine_to_ours_fp32", c.get("min_cosine_to_reference")), 6)]
             for case, c in cases.items()]
+    machine = result.data.get("machine", {})
+    peaks = ", ".join(f"{name} {machine[key]} GFLOP/s" for name, key in (
+        ("fp32", "fp32_matmul_peak_gflops"), ("bf16", "bf16_matmul_peak_gflops"), ("int8", "int8_matmul_peak_gflops"))
+        if key in machine)
     lines += ["Both libraries in one run, same model and inputs; the ratio is ours / reference tokens per second "
-              "(the bf16 case: our bf16 against the reference's fp32; its cosine is to our fp32 rows).", ""]
+              "(the bf16 and int8 cases: ours in that precision against the reference's fp32; their cosine is to "
+              f"our fp32 rows). Measured matmul peaks: {peaks}; CPU flags: "
+              f"{' '.join(machine.get('cpu_flags', [])) or 'unknown'}.", ""]
     lines += table(["case", "texts", "ours tokens/s", "reference tokens/s", "ratio", "target", "met", "min cosine"],
                    rows) + [f"_{result.provenance}_", ""]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -396,6 +403,25 @@ def encode_speed(ctx: Context) -> list[str]:
     ax.set_ylabel("throughput ratio (tokens/s)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return lines + ctx.figure(fig, "encode_ratio", "encoding throughput ratio ours / reference per case", [result])
+
+
+def startup(ctx: Context) -> list[str]:
+    lines = ["## CLI start-up", ""]
+    result = ctx.load("startup.json")
+    if result is None:
+        return lines + not_run("python benchmarks/startup.py demo-index")
+    labels = {"help": "`l2v --help`", "stats": "`l2v index stats`",
+              "search_onnx": "`l2v search` (ONNX query runtime, the default after `l2v index build`)",
+              "search_torch": "`l2v search --runtime torch` (the torch model, as before)"}
+    targets = result.data.get("targets", {})
+    rows = [[label, num(result.data["seconds"][name]["median"]),
+             f"{num(result.data['seconds'][name]['min'])}-{num(result.data['seconds'][name]['max'])}",
+             num(targets.get(name)) if targets.get(name) is not None else ""]
+            for name, label in labels.items()]
+    lines += [f"Fresh processes, wall clock, medians of {result.data.get('pairs')} alternating rounds on "
+              f"`{result.data.get('index')}`; both runtimes return the same hits. CPU flags: "
+              f"{' '.join(result.data.get('machine', {}).get('cpu_flags', [])) or 'unknown'}.", ""]
+    return lines + table(["command", "median s", "range s", "target s"], rows) + [f"_{result.provenance}_", ""]
 
 
 # ---------------------------------------------------------------- indexing
@@ -642,7 +668,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, parity, encode_speed, indexing, query_speed, serve_load, scale)
+    sections = (headline, quality, ablation, parity, encode_speed, startup, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
 

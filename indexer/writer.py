@@ -37,7 +37,7 @@ from .schema import connect, ensure_schema, read_state
 from .store import IndexStore, in_batches, placeholders
 
 if TYPE_CHECKING:  # the model libraries load only when a write needs the encoder
-    from .llm2vec import LLM2VecEncoder
+    from .llm2vec.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def _created_files_only(path: Path) -> bool:
 class Indexer:
     """Create or open the index in `index_dir` and write to it (one writer at a time).
 
-    For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `factory` the
+    For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `precision` its
+    precision ("fp32", "int8" or "auto", recorded in the manifest: see `llm2vec.precision`), `factory` the
     FAISS index (Flat by default; "auto" picks by `expected_size` chunks), `chunk_tokens` defaults to
     the encoder's doc_max_length and `overlap` to 32. For an existing index, arguments left as None
     come from its manifest, and ones that contradict it are an error; its encoder is loaded on the
@@ -110,7 +111,7 @@ class Indexer:
     def __init__(
         self,
         index_dir: str | Path,
-        encoder: LLM2VecEncoder | None = None,
+        encoder: TextEncoder | None = None,
         *,
         model: str | None = None,
         adapters: Sequence[str] = (),
@@ -123,6 +124,7 @@ class Indexer:
         expected_size: int | None = None,
         max_chars: int = DEFAULT_MAX_CHARS,
         wait: float = 0.0,
+        precision: str = "fp32",
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -130,7 +132,7 @@ class Indexer:
         self.batch_size = batch_size
         self.max_chars = max_chars
         self._mutex = threading.RLock()
-        self._encoder: LLM2VecEncoder | None = None
+        self._encoder: TextEncoder | None = None
         self._encoder_source = (model, tuple(adapters))
         if self.path.exists() and not self.path.is_dir():
             raise IndexFormatError(f"{self.path} exists and is not a directory")
@@ -142,7 +144,7 @@ class Indexer:
                 self._open_existing(encoder, model, factory, chunk_tokens, overlap, document_instruction)
             else:
                 self._encoder = self._create(encoder, model, adapters, factory, chunk_tokens, overlap,
-                                             document_instruction, default_task, expected_size)
+                                             document_instruction, default_task, expected_size, precision)
             schema_db = connect(self.path / SQLITE_NAME, read_only=False)
             try:
                 ensure_schema(schema_db)
@@ -171,7 +173,12 @@ class Indexer:
         return self.store.manifest
 
     @property
-    def encoder(self) -> LLM2VecEncoder:
+    def loaded_encoder(self) -> TextEncoder | None:
+        """The encoder if a write (or the constructor) has loaded it, else None (never loads it)."""
+        return self._encoder
+
+    @property
+    def encoder(self) -> TextEncoder:
         """The index's encoder, loaded from the manifest on first use (and checked against it)."""
         with self._mutex:
             if self._encoder is None:
@@ -200,14 +207,14 @@ class Indexer:
                                    "(build a new index for that)")
 
     def _create(self, encoder, model, adapters, factory, chunk_tokens, overlap, instruction, default_task,
-                expected_size) -> LLM2VecEncoder:
+                expected_size, precision) -> TextEncoder:
         if not _created_files_only(self.path):
             raise IndexFormatError(f"{self.path} is not empty and is not an index ({MANIFEST_NAME} is missing); "
                                    "choose an empty or new directory")
         if encoder is None:
             from .llm2vec import LLM2VecEncoder
 
-            encoder = LLM2VecEncoder.from_pretrained(model or DEFAULT_MODEL, adapters)
+            encoder = LLM2VecEncoder.from_pretrained(model or DEFAULT_MODEL, adapters, precision=precision)
         factory = factory or "Flat"
         if factory == AUTO:
             factory = auto_factory(expected_size or 0, encoder.dim)

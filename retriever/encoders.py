@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from indexer import LLM2VecEncoder
 from indexer.loading import encoder_from_manifest
 from indexer.llm2vec import LLM2VecError
 from indexer.llm2vec.recipes import check_manifest_recipe
 
 from .errors import IndexMismatchError, RetrieverError
 
+if TYPE_CHECKING:
+    from indexer.llm2vec.text_encoder import TextEncoder
 
-def load_encoder(model: str, adapters: tuple[str, ...] = (), **settings: Any) -> LLM2VecEncoder:
+
+def load_encoder(model: str, adapters: tuple[str, ...] = (), **settings: Any) -> TextEncoder:
     """`LLM2VecEncoder.from_pretrained(model, adapters, **settings)`, loaded once per process.
 
     Settings are keyword arguments of `from_pretrained` with hashable values (dtype as a string).
@@ -30,17 +32,20 @@ def load_encoder(model: str, adapters: tuple[str, ...] = (), **settings: Any) ->
 
 
 @lru_cache(maxsize=4)
-def _load(model: str, adapters: tuple[str, ...], settings: tuple[tuple[str, Any], ...]) -> LLM2VecEncoder:
+def _load(model: str, adapters: tuple[str, ...], settings: tuple[tuple[str, Any], ...]) -> TextEncoder:
+    from indexer.llm2vec import LLM2VecEncoder  # torch
+
     try:
         return LLM2VecEncoder.from_pretrained(model, adapters, **dict(settings))
     except LLM2VecError as exc:
         raise RetrieverError(f"cannot load the encoder {model!r}: {exc}") from exc
 
 
-def encoder_for_manifest(manifest: Mapping[str, Any], *, dtype: str | None = None,
-                         device: str | None = None, index_dir: str | Path | None = None) -> LLM2VecEncoder:
+def encoder_for_manifest(manifest: Mapping[str, Any], *, dtype: str | None = None, device: str | None = None,
+                         index_dir: str | Path | None = None, runtime: str = "auto") -> TextEncoder:
     """The encoder the manifest names, loaded with its settings (cached) and fingerprint-checked
-    (a recipe version not shipped: `RetrieverError` with the command that rebuilds `index_dir`)."""
+    (a recipe version not shipped: `RetrieverError` with the command that rebuilds `index_dir`).
+    `runtime` as in `indexer.loading.encoder_from_manifest`: "auto" takes a cached ONNX export."""
     spec = manifest.get("encoder") or {}
     if not spec.get("model"):
         raise RetrieverError(
@@ -51,21 +56,21 @@ def encoder_for_manifest(manifest: Mapping[str, Any], *, dtype: str | None = Non
         check_manifest_recipe(manifest, index_dir)
     except LLM2VecError as exc:
         raise RetrieverError(str(exc)) from exc
-    encoder = _load_for_spec(json.dumps(spec, sort_keys=True), dtype, device)
+    encoder = _load_for_spec(json.dumps(spec, sort_keys=True), dtype, device, runtime)
     check_compatible(manifest, encoder)
     return encoder
 
 
 @lru_cache(maxsize=4)
-def _load_for_spec(spec_json: str, dtype: str | None, device: str | None) -> LLM2VecEncoder:
+def _load_for_spec(spec_json: str, dtype: str | None, device: str | None, runtime: str) -> TextEncoder:
     spec = json.loads(spec_json)
     try:
-        return encoder_from_manifest({"encoder": spec}, dtype=dtype, device=device)
+        return encoder_from_manifest({"encoder": spec}, dtype=dtype, device=device, runtime=runtime)
     except LLM2VecError as exc:
         raise RetrieverError(f"cannot load the index's encoder {spec['model']!r}: {exc}") from exc
 
 
-def check_compatible(manifest: Mapping[str, Any], encoder: LLM2VecEncoder) -> None:
+def check_compatible(manifest: Mapping[str, Any], encoder: TextEncoder) -> None:
     """Raise `IndexMismatchError` unless `encoder` produces the vectors the index holds."""
     spec = manifest.get("encoder") or {}
     expected = spec.get("fingerprint")

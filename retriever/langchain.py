@@ -13,7 +13,7 @@ is CPU/GPU-bound and torch releases the GIL while it runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -21,7 +21,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from indexer import LLM2VecEncoder
+from indexer.llm2vec.text_encoder import TextEncoder
 
 from .encoders import load_encoder
 from .instructions import resolve_instruction
@@ -39,7 +39,8 @@ class LLM2VecEmbeddings(BaseModel, Embeddings):
     """LangChain `Embeddings` over an `LLM2VecEncoder`: unit vectors, queries with an instruction.
 
     Give `model` (directory, hub id, .gguf file or embedded name) and `adapters`, or an already
-    loaded `encoder`. The query instruction is `query_instruction` if set, else `task`'s, else the
+    loaded `encoder`; `precision="int8"` (or "auto") and `runtime="onnx"` as in
+    `LLM2VecEncoder.from_pretrained`. The query instruction is `query_instruction` if set, else `task`'s, else the
     generic one; `document_instruction` is None (LLM2Vec encodes documents bare).
     """
 
@@ -53,13 +54,16 @@ class LLM2VecEmbeddings(BaseModel, Embeddings):
     batch_size: int = Field(default=32, ge=1)
     dtype: str | None = None
     device: str | None = None
-    encoder: LLM2VecEncoder | None = Field(default=None, exclude=True)
+    precision: Literal["fp32", "int8", "auto"] = "fp32"
+    runtime: Literal["torch", "onnx"] = "torch"
+    encoder: TextEncoder | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _load(self) -> "LLM2VecEmbeddings":
         self.query_instruction = resolve_instruction(self.task, self.query_instruction)
         if self.encoder is None:
-            self.encoder = load_encoder(self.model, tuple(self.adapters), dtype=self.dtype, device=self.device)
+            self.encoder = load_encoder(self.model, tuple(self.adapters), dtype=self.dtype, device=self.device,
+                                        precision=self.precision, runtime=self.runtime)
         return self
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

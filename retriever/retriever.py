@@ -18,7 +18,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from indexer import LLM2VecEncoder
+from indexer.llm2vec.text_encoder import TextEncoder
 from indexer.errors import IndexerError
 from indexer.faiss_index import Selector
 from indexer.store import IndexStore
@@ -79,7 +79,7 @@ def _check_queries(queries: Any) -> list[str]:
 class Retriever:
     """Search an index built by `indexer.Indexer` (open it with `Retriever.open(index_dir)`)."""
 
-    def __init__(self, store: IndexStore, encoder: LLM2VecEncoder | None, *, batch_size: int = 32) -> None:
+    def __init__(self, store: IndexStore, encoder: TextEncoder | None, *, batch_size: int = 32) -> None:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
@@ -91,23 +91,27 @@ class Retriever:
     def open(
         cls,
         index_dir: str | os.PathLike,
-        encoder: LLM2VecEncoder | None = None,
+        encoder: TextEncoder | None = None,
         *,
         dtype: str | None = None,
         device: str | None = None,
         batch_size: int = 32,
+        runtime: str = "auto",
     ) -> "Retriever":
         """Open `index_dir` read-only and load the encoder its manifest names (cached per process).
 
         Pass an already-loaded `encoder` to reuse it; it must produce the index's vectors
-        (`IndexMismatchError` otherwise).
+        (`IndexMismatchError` otherwise). `runtime="auto"` loads the encoder's cached ONNX
+        Runtime export when there is one (same vectors, no torch: a start in about a second),
+        "onnx" exports it first if needed, "torch" always loads the torch model.
         """
         try:
             store = IndexStore.open(index_dir, read_only=True)
         except IndexerError as exc:
             raise IndexOpenError(str(exc)) from exc
         if encoder is None:
-            encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device, index_dir=index_dir)
+            encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device, index_dir=index_dir,
+                                           runtime=runtime)
         return cls(store, encoder, batch_size=batch_size)
 
     def close(self) -> None:

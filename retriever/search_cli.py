@@ -51,10 +51,14 @@ def _table(hits: list[Hit]) -> str:
 @click.option("--shard", "shards", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Another index directory holding a part of the same corpus (same model); repeat. "
                    "The query is encoded once and the parts' hits merged by score.")
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="What encodes the query: auto takes the encoder's cached ONNX Runtime export (made by "
+                   "`l2v index build`; same vectors, starts in about a second), else torch; onnx makes the "
+                   "export first if it is missing; torch always loads the torch model.")
 def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
            conditions: tuple[str, ...], filter_json: str | None, hybrid: bool, mmr: bool,
            threshold: float | None, nprobe: int | None, ef_search: int | None, as_json: bool,
-           shards: tuple[str, ...]) -> None:
+           shards: tuple[str, ...], runtime: str) -> None:
     """Search INDEX_DIR for QUERY and print the best chunks.
 
     The query is encoded with a task instruction (LLM2Vec style); documents were encoded without.
@@ -81,11 +85,11 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     try:
         with filter_warnings():
             if shards:
-                with ShardedRetriever.open([index_dir, *shards]) as sharded:
+                with ShardedRetriever.open([index_dir, *shards], runtime=runtime) as sharded:
                     hits = sharded.search(query, k, task=task, instruction=instruction, filter=filter,
                                           score_threshold=threshold, nprobe=nprobe, ef_search=ef_search)
             else:
-                with Retriever.open(index_dir) as retriever:
+                with Retriever.open(index_dir, runtime=runtime) as retriever:
                     hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
                                             score_threshold=threshold, mmr=mmr, hybrid=hybrid, nprobe=nprobe,
                                             ef_search=ef_search)

@@ -29,13 +29,15 @@ class ShardedRetriever:
 
     @classmethod
     def open(cls, index_dirs: Sequence[str | os.PathLike], encoder: Any = None, *, dtype: str | None = None,
-             device: str | None = None, batch_size: int = 32) -> "ShardedRetriever":
-        """Open every directory read-only with one encoder: the first index's, unless `encoder` is
-        given. An index built with another encoder raises `IndexMismatchError`."""
+             device: str | None = None, batch_size: int = 32, runtime: str = "auto") -> "ShardedRetriever":
+        """Open every directory read-only with one encoder: the first index's (`runtime` as in
+        `Retriever.open`), unless `encoder` is given. An index built with another encoder raises
+        `IndexMismatchError`."""
         parts: list[Retriever] = []
         try:
             for index_dir in index_dirs:
-                part = Retriever.open(index_dir, encoder, dtype=dtype, device=device, batch_size=batch_size)
+                part = Retriever.open(index_dir, encoder, dtype=dtype, device=device, batch_size=batch_size,
+                                      runtime=runtime)
                 encoder = part.encoder
                 parts.append(part)
         except BaseException:

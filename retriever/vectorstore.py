@@ -33,7 +33,8 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from indexer import EncodedBatch, EncoderMismatchError, Indexer, LLM2VecEncoder
+from indexer import EncodedBatch, EncoderMismatchError, Indexer
+from indexer.llm2vec.text_encoder import TextEncoder
 from indexer.writer import check_unique_ids
 from indexer.chunking import Chunk
 from indexer.documents import as_document
@@ -110,7 +111,7 @@ class LLM2VecVectorStore(VectorStore):
     def _open_once(self, dim: int) -> Indexer:
         if self._indexer is None:
             encoder = getattr(self.embedding, "encoder", None)
-            if not isinstance(encoder, LLM2VecEncoder):
+            if not isinstance(encoder, TextEncoder):
                 encoder = ExternalEmbeddingsSpec(self.embedding, dim)
             try:
                 self._indexer = Indexer(self.index_dir, encoder, factory=self.factory, batch_size=self.batch_size,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from indexer.llm2vec import LLM2VecEncoder, sources
+from indexer.llm2vec import precision as precision_module
 from indexer.llm2vec.onnx_encoder import OnnxEncoder, entry_path
 from indexer.llm2vec.rust_tokenizer import RustTokenizer
 
@@ -76,6 +77,7 @@ def test_int8_is_close_to_fp32_and_has_its_own_fingerprint(tiny_llama):
     fp32 = LLM2VecEncoder.from_pretrained(tiny_llama)
     int8 = LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8")
     assert int8.runtime == "onnx" and int8.precision == "int8" and int8.spec()["precision"] == "int8"
+    assert int8.spec()["int8_recipe"] == precision_module.RECIPE_VERSION
     assert "precision" not in fp32.spec() and int8.fingerprint() != fp32.fingerprint()
     # a tiny random 32-wide model quantizes coarsely (random ~0); the 0.99 bar is checked on SmolLM2
     assert _cosines(int8.encode(TEXTS), fp32.encode(TEXTS)).min() > 0.9
@@ -119,3 +121,35 @@ def test_the_rust_tokenizer_matches_the_transformers_one(tiny_encoder):
         assert got["offset_mapping"] == [[tuple(o) for o in offs] for offs in expected["offset_mapping"]]
     assert (rust.bos_token_id, rust.eos_token_id) == (tiny_encoder.tokenizer.bos_token_id,
                                                       tiny_encoder.tokenizer.eos_token_id)
+
+
+def test_langchain_embeddings_take_the_fast_path(tiny_llama):
+    from retriever.langchain import LLM2VecEmbeddings
+
+    int8 = LLM2VecEmbeddings(model=str(tiny_llama), precision="int8")
+    assert int8.encoder.runtime == "onnx" and int8.encoder.precision == "int8"
+    fp32 = LLM2VecEmbeddings(model=str(tiny_llama), runtime="onnx")
+    reference = LLM2VecEmbeddings(model=str(tiny_llama))
+    np.testing.assert_allclose(fp32.embed_documents(TEXTS), reference.embed_documents(TEXTS), atol=1e-4)
+    assert _cosines(np.array(int8.embed_query("what is a fox?")), np.array(reference.embed_query("what is a fox?"))) > 0.9
+
+
+def test_cli_build_prepares_the_query_runtime_and_search_uses_it(tiny_llama, tmp_path):
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    source = tmp_path / "docs.jsonl"
+    source.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(TEXTS)) + "\n")
+    index = tmp_path / "index"
+    result = CliRunner().invoke(main, ["index", "build", str(index), str(source), "-m", str(tiny_llama)])
+    assert result.exit_code == 0, result.output
+    spec = json.loads((index / "manifest.json").read_text())["encoder"]
+    assert OnnxEncoder.cached(spec) is not None  # exported once by the build
+    outputs = {}
+    for runtime in ("auto", "torch"):
+        result = CliRunner().invoke(main, ["search", str(index), "a quick fox", "--json", "--runtime", runtime])
+        assert result.exit_code == 0, result.output
+        outputs[runtime] = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [h["doc_id"] for h in outputs["auto"]] == [h["doc_id"] for h in outputs["torch"]]
+    np.testing.assert_allclose([h["score"] for h in outputs["auto"]], [h["score"] for h in outputs["torch"]], atol=1e-4)

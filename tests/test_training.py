@@ -83,7 +83,7 @@ def test_simcse_views_are_the_same_text(tiny_llama, data, tmp_path, monkeypatch)
     original = LLM2VecEncoder.embed
 
     def spy(self, features):
-        seen.append(features["input_ids"].clone())
+        seen.append(torch.as_tensor(features["input_ids"]).clone())
         return original(self, features)
 
     monkeypatch.setattr(LLM2VecEncoder, "embed", spy)

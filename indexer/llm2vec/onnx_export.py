@@ -84,7 +84,7 @@ def optimize_graph(source: Path, directory: Path) -> None:
 
 def export_onnx(encoder: "LLM2VecEncoder", directory: str | Path, *, precision: str = "fp32") -> Path:
     """Write `encoder` as an ONNX Runtime folder (graph, weights, tokenizer, `encoder.json`); returns it."""
-    from .precision import int8_model, quantize_graph
+    from .precision import int8_model, int8_spec, quantize_graph
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def export_onnx(encoder: "LLM2VecEncoder", directory: str | Path, *, precision: 
         if precision == "int8":
             export_graph(encoder, int8_model(encoder), raw)
             raw = quantize_graph(raw, Path(scratch) / "int8.onnx")
-            provenance["precision"] = "int8"
+            provenance.update(int8_spec())
         else:
             export_graph(encoder, encoder.model, raw)
         optimize_graph(raw, directory)
@@ -112,12 +112,20 @@ def onnx_encoder(encoder: "LLM2VecEncoder", precision: str = "fp32") -> OnnxEnco
         raise ModelLoadError(f"the ONNX runtime is not available: {reason}")
     spec = encoder.spec()
     if precision == "int8":
-        spec["precision"] = "int8"
+        from .precision import int8_spec
+
+        spec.update(int8_spec())
     fingerprint = spec_fingerprint(spec)
     path, key = entry_path(fingerprint), entry_key(fingerprint)
     if not entry_verified(path, key, "ONNX encoder"):
-        with staged_entry(onnx_root(), path, key, {"fingerprint": fingerprint}) as staging:
-            export_onnx(encoder, staging, precision=precision)
+        try:
+            with staged_entry(onnx_root(), path, key, {"fingerprint": fingerprint}) as staging:
+                export_onnx(encoder, staging, precision=precision)
+        except (OSError, ModelLoadError):
+            raise
+        except Exception as exc:  # the tracer and ONNX Runtime raise many types; name the step that failed
+            raise ModelLoadError(f"could not export {encoder!r} to ONNX Runtime: {type(exc).__name__}: {exc}; "
+                                 "use the torch runtime (runtime='torch', precision='fp32')") from exc
     loaded = OnnxEncoder(path)
     if loaded.fingerprint() != fingerprint:
         raise ModelLoadError(f"the ONNX export in {path} reports fingerprint {loaded.fingerprint()}, expected {fingerprint}")

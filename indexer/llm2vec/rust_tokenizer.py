@@ -54,8 +54,10 @@ class RustTokenizer:
         return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), **{k: ids.get(k) for k in SPECIAL_IDS})
 
     def __call__(self, text: str | Sequence[str], *, add_special_tokens: bool = True, truncation: bool = False,
-                 max_length: int | None = None, return_offsets_mapping: bool = False) -> dict[str, Any]:
-        """`input_ids` (and `offset_mapping`) of one text or a list, as transformers returns them."""
+                 max_length: int | None = None, return_offsets_mapping: bool = False,
+                 return_attention_mask: bool = False, verbose: bool = True) -> dict[str, Any]:
+        """`input_ids` (and `offset_mapping`) of one text or a list, as transformers returns them
+        (no attention mask: nothing is padded; `verbose` has nothing to warn about here)."""
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         with self._lock:

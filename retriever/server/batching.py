@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from indexer import LLM2VecEncoder
+from indexer.llm2vec.text_encoder import TextEncoder
 
 
 class BatchObserver(Protocol):
@@ -63,7 +63,7 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
 class BatchingEncoder:
     """Run `encoder` on one worker thread, grouping concurrent requests into batches."""
 
-    def __init__(self, encoder: LLM2VecEncoder, *, max_batch: int = 32, max_wait_ms: float = 2.0,
+    def __init__(self, encoder: TextEncoder, *, max_batch: int = 32, max_wait_ms: float = 2.0,
                  name: str = "model", observer: BatchObserver | None = None) -> None:
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
