@@ -14,8 +14,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
+from .sqlite_import import sqlite_utils
 from .errors import IndexFormatError, IndexLockedError
 from .lock import WriteLock
 from .manifest import LOCK_NAME, SQLITE_NAME

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import sqlite_utils
 
+from .sqlite_import import sqlite_utils
 from .errors import IndexFormatError
 from .faiss_index import Selector, VectorIndex, min_train_size
 from .manifest import FAISS_NAME, MANIFEST_NAME, SQLITE_NAME, read_manifest, replace_atomically, write_manifest

@@ -1,6 +1,7 @@
 """Start-up stays light: `l2v --help`, every command's help and `l2v index stats` never import the
-model libraries (torch, transformers), nor does `l2v index delete`, and the lazy package exports
-all resolve."""
+model libraries (torch, transformers) nor pandas (which sqlite-utils would import), nor does
+`l2v index delete`, nor `l2v search` once `l2v index build` has exported the query runtime; and
+the lazy package exports all resolve."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from retriever.cli import COMMANDS
 
-HEAVY = ("torch", "transformers", "peft")
+HEAVY = ("torch", "transformers", "peft", "pandas")
 
 # Runs a CLI invocation in a fresh interpreter and reports which heavy modules it imported.
 _PROBE = """
@@ -64,6 +65,19 @@ def test_index_stats_imports_no_model_library(tiny_encoder, tmp_path):
     report = _run_cli(["index", "delete", str(tmp_path / "idx"), "--id", "a"])
     assert report["exit_code"] == 0, report["output"]
     assert "deleted 1 documents" in report["output"]
+    assert report["loaded"] == []
+
+
+def test_search_after_build_imports_no_model_library(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setenv("L2V_CACHE_DIR", str(tmp_path / "cache"))  # the subprocesses inherit it
+    source = tmp_path / "docs.jsonl"
+    source.write_text('{"id": "a", "text": "The quick brown fox jumps over the lazy dog."}\n'
+                      '{"id": "b", "text": "Scientific claims are supported or refuted."}\n')
+    report = _run_cli(["index", "build", str(tmp_path / "idx"), str(source), "-m", str(tiny_llama)])
+    assert report["exit_code"] == 0, report["output"]
+    report = _run_cli(["search", str(tmp_path / "idx"), "a fox", "--json", "-k", "1"])
+    assert report["exit_code"] == 0, report["output"]
+    assert json.loads(report["output"].splitlines()[-1])["doc_id"] in ("a", "b")
     assert report["loaded"] == []
 
 
