@@ -62,7 +62,8 @@ WORK = ROOT / "benchmarks" / ".work" / "beir"
 QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
-SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid")
+SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8")
+"""`int8`: the llm2vec system at `precision="int8"` (the ONNX Runtime fast path)."""
 
 Run = dict[str, dict[str, float]]
 
@@ -239,11 +240,12 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
 
 
 @functools.cache
-def load_llm(model: str, adapters: tuple[str, ...], *, bidirectional: bool) -> Any:
+def load_llm(model: str, adapters: tuple[str, ...], *, bidirectional: bool, precision: str = "fp32") -> Any:
     """The encoder of an LLM system, loaded once per process (`llm2vec` and `hybrid` share it)."""
     from indexer import LLM2VecEncoder
 
-    return LLM2VecEncoder.from_pretrained(model, list(adapters), bidirectional=bidirectional, pooling="mean")
+    return LLM2VecEncoder.from_pretrained(model, list(adapters), bidirectional=bidirectional, pooling="mean",
+                                          precision=precision)
 
 
 def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[Dataset], Run]]:
@@ -266,6 +268,10 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
         label = args.model + "".join(f" + {a}" for a in args.adapter) + (" + SQLite FTS5 BM25 (RRF)" if hybrid else "")
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True),
                                              args.task, hybrid=hybrid, cache_root=args.cache_root)
+    if name == "int8":
+        label = args.model + "".join(f" + {a}" for a in args.adapter) + " (int8, ONNX Runtime)"
+        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
+                                                          precision="int8"), args.task, cache_root=args.cache_root)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 

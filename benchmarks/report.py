@@ -405,6 +405,25 @@ def encode_speed(ctx: Context) -> list[str]:
     return lines + ctx.figure(fig, "encode_ratio", "encoding throughput ratio ours / reference per case", [result])
 
 
+def precision_quality(ctx: Context) -> list[str]:
+    lines = ["## int8 against fp32: retrieval quality (quick sets)", ""]
+    results = ctx.glob("precision-*-quick.json")
+    if not results:
+        return lines + not_run(*(f"python benchmarks/beir.py --data ../shared/data/{d} --quick --systems llm2vec,int8 "
+                                 f"--output benchmarks/results/precision-{d}-quick.json" for d in RETRIEVAL_DATASETS))
+    rows = []
+    for result in results:
+        by_name = rows_by_name(result)
+        fp32, int8 = by_name.get("llm2vec"), by_name.get("int8")
+        if fp32 and int8:
+            rows.append([result.data.get("dataset", result.path.stem), num(fp32["ndcg@10"]), num(int8["ndcg@10"]),
+                         f"{int8['ndcg@10'] - fp32['ndcg@10']:+.3f}", f"{fp32['seconds']} / {int8['seconds']}"])
+    lines += ["Quick sets (reduced corpora: a quick run, not a full-collection figure); the same index and "
+              "search code, documents and queries encoded at each precision. Bar: NDCG@10 within 0.01 of fp32.", ""]
+    return lines + table(["dataset", "fp32 NDCG@10", "int8 NDCG@10", "difference", "wall s, one run each, not a timing (fp32 / int8)"],
+                         rows) + sources(results) + [""]
+
+
 def startup(ctx: Context) -> list[str]:
     lines = ["## CLI start-up", ""]
     result = ctx.load("startup.json")
@@ -668,7 +687,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, parity, encode_speed, startup, indexing, query_speed, serve_load, scale)
+    sections = (headline, quality, ablation, parity, encode_speed, precision_quality, startup, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
 
