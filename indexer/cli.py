@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 from tqdm import tqdm
@@ -231,7 +231,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
                 _prepare_query_runtime(indexer)
 
 
-def _prepare_query_runtime(indexer) -> None:
+def _prepare_query_runtime(indexer: Indexer) -> None:
     """Export the index's (already loaded) torch encoder to ONNX Runtime once, so that searches load
     it without torch (`indexer.loading`); nothing to do when it is cached or the encoder is ONNX."""
     from .llm2vec.onnx_encoder import OnnxEncoder, onnx_unavailable
