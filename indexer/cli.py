@@ -235,12 +235,12 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
 def _prepare_query_runtime(indexer: Indexer) -> None:
     """Export the index's (already loaded) torch encoder to ONNX Runtime once, so that searches load
     it without torch (`indexer.loading`); nothing to do when it is cached or the encoder is ONNX."""
-    from .llm2vec.onnx_encoder import OnnxEncoder, onnx_unavailable
+    from .llm2vec.onnx_encoder import cached_entry, onnx_unavailable
 
     encoder = indexer.loaded_encoder
     if getattr(encoder, "runtime", None) != "torch" or onnx_unavailable() is not None:
         return
-    if OnnxEncoder.cached(indexer.manifest["encoder"]) is not None:
+    if cached_entry(indexer.manifest["encoder"]["fingerprint"]) is not None:
         return
     from .llm2vec.onnx_export import onnx_encoder
 

@@ -58,18 +58,10 @@ def _raw_name_or_path(location: str) -> str | None:
 class LLM2VecEncoder(TextEncoder):
     """Encode texts (optionally with task instructions) into vectors with an LLM2Vec model (torch)."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer: Any,
-        config: LLM2VecConfig = LLM2VecConfig(),
-        *,
-        chat_template: tuple[str, str] | None = None,
-        provenance: dict[str, Any] | None = None,
-        fold_all_caps: bool = True,
-    ) -> None:
-        super().__init__(tokenizer, config, chat_template=chat_template, provenance=provenance,
-                         fold_all_caps=fold_all_caps)
+    def __init__(self, model: nn.Module, tokenizer: Any, config: LLM2VecConfig = LLM2VecConfig(),
+                 **settings: Any) -> None:
+        """`settings`: `TextEncoder`'s keyword arguments (chat_template, provenance, fold_all_caps)."""
+        super().__init__(tokenizer, config, **settings)
         self.model = model.eval()
 
     # ------------------------------------------------------------------ loading

@@ -60,6 +60,13 @@ def entry_path(fingerprint: str) -> Path:
     return onnx_root() / entry_key(fingerprint)[:32]
 
 
+def cached_entry(fingerprint: str) -> Path | None:
+    """The folder of the verified cached export of the encoder with `fingerprint`, or None (a
+    damaged or foreign entry is removed on the way; nothing is loaded)."""
+    path = entry_path(fingerprint)
+    return path if entry_verified(path, entry_key(fingerprint), "ONNX encoder") else None
+
+
 def onnx_unavailable() -> str | None:
     """Why the ONNX runtime cannot run here (None when it can)."""
     try:
@@ -99,8 +106,8 @@ class OnnxEncoder(TextEncoder):
         if onnx_unavailable() is not None:
             return None
         fingerprint = spec.get("fingerprint") or spec_fingerprint({k: v for k, v in spec.items() if k != "fingerprint"})
-        path = entry_path(fingerprint)
-        if not entry_verified(path, entry_key(fingerprint), "ONNX encoder"):
+        path = cached_entry(fingerprint)
+        if path is None:
             return None
         encoder = cls(path)
         return encoder if encoder.fingerprint() == fingerprint else None

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .errors import ModelLoadError
-from .model_cache import entry_verified, staged_entry
-from .onnx_encoder import (GRAPH_FILE, INPUTS, SETTINGS_FILE, WEIGHTS_FILE, OnnxEncoder, entry_key, entry_path,
-                           onnx_root, onnx_unavailable)
+from .model_cache import staged_entry
+from .onnx_encoder import (GRAPH_FILE, INPUTS, SETTINGS_FILE, WEIGHTS_FILE, OnnxEncoder, cached_entry, entry_key,
+                           entry_path, onnx_root, onnx_unavailable)
 from .pooling import pool
 from .rust_tokenizer import RustTokenizer
 from .text_encoder import spec_fingerprint
@@ -116,10 +116,10 @@ def onnx_encoder(encoder: "LLM2VecEncoder", precision: str = "fp32") -> OnnxEnco
 
         spec.update(int8_spec())
     fingerprint = spec_fingerprint(spec)
-    path, key = entry_path(fingerprint), entry_key(fingerprint)
-    if not entry_verified(path, key, "ONNX encoder"):
+    path = entry_path(fingerprint)
+    if cached_entry(fingerprint) is None:
         try:
-            with staged_entry(onnx_root(), path, key, {"fingerprint": fingerprint}) as staging:
+            with staged_entry(onnx_root(), path, entry_key(fingerprint), {"fingerprint": fingerprint}) as staging:
                 export_onnx(encoder, staging, precision=precision)
         except (OSError, ModelLoadError):
             raise

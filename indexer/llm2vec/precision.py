@@ -8,9 +8,8 @@ maxima on a fixed calibration set): nothing changes in fp32, but activation outl
 weights, where per-channel int8 absorbs them. The MLP's down projection stays fp32: its inputs
 carry outliers of up to 80x their median, and no scaling brought it to the accuracy bar; so does
 the attention output projection (o_proj, 9% of the linear weights), which has no norm in front to
-fold factors into. Attention,
-the norms and the pooling stay fp32 and are traced from the torch model, so bidirectional
-attention and instruction-excluded pooling are the fp32 path's.
+fold factors into. Attention, the norms and the pooling stay fp32 and are traced from the torch
+model, so bidirectional attention and instruction-excluded pooling are the fp32 path's.
 
 Measured with torch's int8 kernels on SmolLM2-135M + shipped adapters (AVX2 CPU, 2 threads), min
 (mean) row cosine to fp32 on 32 SciFact passages: int8 everywhere 0.957 (0.978); per-channel
@@ -20,8 +19,8 @@ module) with the same recipe gave min 0.992 on passages but 0.988 on claims; kee
 as well gives 0.993 on passages and 0.991 on claims (the three-claim test in test_precision.py),
 the recipe here. Short texts in other scripts fare worse (0.93-0.97 for a one-line Japanese or
 Russian sentence; 0.970 min over the calibration set): activations are quantized with one scale
-per batch. The self-check set below holds such texts, so "auto" keeps fp32
-where they fall below the bar.
+per batch. The self-check set below holds such texts, so "auto" keeps fp32 where they fall below
+the bar.
 
 "auto" runs a short self-check on the calibration set: int8 is used when its rows agree with
 fp32 (min cosine >= `MIN_COSINE`) and it encodes them faster; otherwise fp32, with a warning
