@@ -37,7 +37,7 @@ def cpu_flags() -> list[str]:
 def machine_info() -> dict[str, Any]:
     """Platform, CPU, thread count, torch version and load average, for the result header."""
     info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                            "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg())}
+                            "cpu_count": os.cpu_count(), "cpu_flags": cpu_flags(), "load_average": list(os.getloadavg())}
     try:
         import torch
 

@@ -62,8 +62,10 @@ WORK = ROOT / "benchmarks" / ".work" / "beir"
 QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
-SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8")
-"""`int8`: the llm2vec system at `precision="int8"` (the ONNX Runtime fast path)."""
+SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8", "bf16")
+"""`int8`: the llm2vec system at `precision="int8"` (the ONNX Runtime fast path); `bf16`: at
+`precision="bf16"` (CPUs with native bf16 only). bf16 shares fp32's fingerprint, so it bypasses
+the embedding cache, which would hand it the fp32 vectors."""
 
 Run = dict[str, dict[str, float]]
 
@@ -272,6 +274,10 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
         label = args.model + "".join(f" + {a}" for a in args.adapter) + " (int8, ONNX Runtime)"
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
                                                           precision="int8"), args.task, cache_root=args.cache_root)
+    if name == "bf16":
+        label = args.model + "".join(f" + {a}" for a in args.adapter) + " (bf16, torch)"
+        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
+                                                          precision="bf16"), args.task, cache_root=None)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 

@@ -155,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, help="number of ~200-token passages (default 32 quick / 256)")
     parser.add_argument("--queries", type=int, help="number of short queries (default 200 quick / 1000)")
     parser.add_argument("--bf16-passages", type=int,
-                        help="passages for the bf16 case (default 4 quick / 32): bf16 is slow on CPUs without "
-                             "native bf16 matmul, so it is timed on the first passages only")
+                        help="passages for the bf16 case (default: all of them on CPUs with native bf16, else 4 "
+                             "quick / 32: bf16 is slow without it, so it is timed on the first passages only)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 case")
     parser.add_argument("--pairs", type=int, default=MIN_PAIRS,
                         help="alternating rounds, ours then the reference (at least %(default)s)")
@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--pairs must be at least {MIN_PAIRS}: medians and spreads need several alternating rounds")
     n_passages = args.passages or (2 if args.smoke else 32 if args.quick else 256)
     n_queries = args.queries or (4 if args.smoke else 200 if args.quick else 1000)
-    n_bf16 = args.bf16_passages or (1 if args.smoke else 4 if args.quick else 32)
+    from indexer.llm2vec.hardware import cpu_has_native_bf16
+
+    n_bf16 = args.bf16_passages or (1 if args.smoke else n_passages if cpu_has_native_bf16() else 4 if args.quick else 32)
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()
     if load_before[0] > (os.cpu_count() or 1):

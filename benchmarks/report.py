@@ -371,11 +371,8 @@ def parity(ctx: Context) -> list[str]:
     return lines + [f"_{result.provenance}_", ""]
 
 
-def encode_speed(ctx: Context) -> list[str]:
-    lines = ["## Encoding throughput against the reference llm2vec", ""]
-    result = ctx.load("encode_speed.json", "encode_speed_quick.json")
-    if result is None:
-        return lines + not_run("python benchmarks/encode_speed.py --quick")
+def _speed_table(result: Result) -> list[str]:
+    """One encode_speed result: its machine line and the ratio table."""
     cases = result.data.get("cases", {})
     rows = [[case, c.get("n"), f"{c['ours']['tokens_per_s']:.0f} ({c['ours']['pct_of_peak']:.0f} % of its "
              f"precision's peak)",
@@ -387,26 +384,47 @@ def encode_speed(ctx: Context) -> list[str]:
     peaks = ", ".join(f"{name} {machine[key]} GFLOP/s" for name, key in (
         ("fp32", "fp32_matmul_peak_gflops"), ("bf16", "bf16_matmul_peak_gflops"), ("int8", "int8_matmul_peak_gflops"))
         if key in machine)
+    lines = [f"**CPU flags: {' '.join(machine.get('cpu_flags', [])) or 'unknown'}.** Measured matmul peaks: {peaks}.", ""]
+    return lines + table(["case", "texts", "ours tokens/s", "reference tokens/s", "ratio", "target", "met", "min cosine"],
+                         rows) + [f"_{result.provenance}_", ""]
+
+
+def encode_speed(ctx: Context) -> list[str]:
+    lines = ["## Encoding throughput against the reference llm2vec", ""]
+    results = ctx.glob("encode_speed*.json")
+    if not results:
+        return lines + not_run("python benchmarks/encode_speed.py --quick")
     lines += ["Both libraries in one run, same model and inputs; the ratio is ours / reference tokens per second "
               "(the bf16 and int8 cases: ours in that precision against the reference's fp32; their cosine is to "
-              f"our fp32 rows). Measured matmul peaks: {peaks}; CPU flags: "
-              f"{' '.join(machine.get('cpu_flags', [])) or 'unknown'}.", ""]
-    lines += table(["case", "texts", "ours tokens/s", "reference tokens/s", "ratio", "target", "met", "min cosine"],
-                   rows) + [f"_{result.provenance}_", ""]
+              "our fp32 rows). One table per machine: the CPUs differ in what they run fast.", ""]
+    for result in results:
+        lines += _speed_table(result)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    names = list(cases)
-    ax.bar(names, [cases[n].get("speedup", math.nan) for n in names], color="tab:blue", label="ours / reference")
-    targets = [(i, cases[n]["target"]) for i, n in enumerate(names) if cases[n].get("target") is not None]
+    width = 0.8 / len(results)
+    names = sorted({name for result in results for name in result.data.get("cases", {})})
+    for k, result in enumerate(results):
+        cases = result.data.get("cases", {})
+        flags = result.data.get("machine", {}).get("cpu_flags", [])
+        label = "AVX512-BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else result.path.stem
+        ax.bar([i + (k - (len(results) - 1) / 2) * width for i in range(len(names))],
+               [cases.get(n, {}).get("speedup", math.nan) for n in names], width, label=f"ours / reference, {label}")
+    targets = [(i, TARGET_BY_CASE[n]) for i, n in enumerate(names) if n in TARGET_BY_CASE]
     ax.hlines([t for _, t in targets], [i - 0.4 for i, _ in targets], [i + 0.4 for i, _ in targets],
               colors="tab:red", label="target")
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_ylabel("throughput ratio (tokens/s)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return lines + ctx.figure(fig, "encode_ratio", "encoding throughput ratio ours / reference per case", [result])
+    return lines + ctx.figure(fig, "encode_ratio", "encoding throughput ratio ours / reference per case and machine",
+                              results)
+
+
+TARGET_BY_CASE = {"passages_fp32": 1.3, "queries_fp32": 2.0, "passages_bf16": 2.0, "passages_int8": 2.5, "queries_int8": 2.0}
+"""encode_speed.py's targets, for the plot when a case is missing from one machine's result."""
 
 
 def precision_quality(ctx: Context) -> list[str]:
-    lines = ["## int8 against fp32: retrieval quality (quick sets)", ""]
+    lines = ["## int8 and bf16 against fp32: retrieval quality (quick sets)", ""]
     results = ctx.glob("precision-*-quick.json")
     if not results:
         return lines + not_run(*(f"python benchmarks/beir.py --data ../shared/data/{d} --quick --systems llm2vec,int8 "
@@ -414,14 +432,19 @@ def precision_quality(ctx: Context) -> list[str]:
     rows = []
     for result in results:
         by_name = rows_by_name(result)
-        fp32, int8 = by_name.get("llm2vec"), by_name.get("int8")
-        if fp32 and int8:
-            rows.append([result.data.get("dataset", result.path.stem), num(fp32["ndcg@10"]), num(int8["ndcg@10"]),
-                         f"{int8['ndcg@10'] - fp32['ndcg@10']:+.3f}", f"{fp32['seconds']} / {int8['seconds']}"])
+        fp32 = by_name.get("llm2vec")
+        machine = result.data.get("machine", {})
+        flags = machine.get("cpu_flags") or [machine.get("cpu_capability", "unknown")]
+        for precision in ("int8", "bf16"):
+            other = by_name.get(precision)
+            if fp32 and other:
+                rows.append([result.data.get("dataset", result.path.stem), precision, " ".join(flags),
+                             num(fp32["ndcg@10"]), num(other["ndcg@10"]), f"{other['ndcg@10'] - fp32['ndcg@10']:+.3f}",
+                             f"{fp32['seconds']} / {other['seconds']}"])
     lines += ["Quick sets (reduced corpora: a quick run, not a full-collection figure); the same index and "
               "search code, documents and queries encoded at each precision. Bar: NDCG@10 within 0.01 of fp32.", ""]
-    return lines + table(["dataset", "fp32 NDCG@10", "int8 NDCG@10", "difference", "wall s, one run each, not a timing (fp32 / int8)"],
-                         rows) + sources(results) + [""]
+    return lines + table(["dataset", "precision", "CPU flags", "fp32 NDCG@10", "NDCG@10", "difference",
+                          "wall s, one run each, not a timing (fp32 / other)"], rows) + sources(results) + [""]
 
 
 def startup(ctx: Context) -> list[str]:

@@ -54,7 +54,7 @@ class LLM2VecEmbeddings(BaseModel, Embeddings):
     batch_size: int = Field(default=32, ge=1)
     dtype: str | None = None
     device: str | None = None
-    precision: Literal["fp32", "int8", "auto"] = "fp32"
+    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"
     runtime: Literal["torch", "onnx"] = "torch"
     encoder: TextEncoder | None = Field(default=None, exclude=True)
 

@@ -64,9 +64,9 @@ def test_bad_or_impossible_precisions_are_clear_errors(tiny_llama):
         LLM2VecEncoder.from_pretrained(tiny_llama, precision="int4")
     with pytest.raises(ModelLoadError, match="quantizes a float32 model"):
         LLM2VecEncoder.from_pretrained(tiny_llama, precision="int8", dtype="bfloat16")
-    with pytest.warns(RuntimeWarning, match="precision='auto' uses fp32: int8 quantizes a float32 model"):
+    with pytest.warns(RuntimeWarning, match="precision='auto' keeps the loaded dtype bfloat16: int8 quantizes a float32"):
         encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto", dtype="bfloat16")
-    assert encoder.precision == "fp32"
+    assert encoder.precision == "bf16"
 
 
 def test_int8_refuses_architectures_it_is_not_calibrated_for(tiny_model_factory):
@@ -159,3 +159,82 @@ def test_smollm2_int8_rows_meet_the_accuracy_bar(monkeypatch):
     claim = "Given a scientific claim, retrieve documents that support or refute the claim"
     assert _cosines(int8.encode(PASSAGES), fp32.encode(PASSAGES)).min() >= precision_module.MIN_COSINE
     assert _cosines(int8.encode(CLAIMS, claim), fp32.encode(CLAIMS, claim)).min() >= precision_module.MIN_COSINE
+
+
+def test_bf16_is_refused_where_the_cpu_has_no_native_bf16(tiny_llama, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: False)
+    with pytest.raises(ModelLoadError, match=r"precision='bf16' is not available: this CPU has no native bf16 \(AVX512-BF16"):
+        LLM2VecEncoder.from_pretrained(tiny_llama, precision="bf16")
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "bf16 from the shell"}\n')
+    result = CliRunner().invoke(main, ["embed", "-m", str(tiny_llama), "--precision", "bf16", "--input", str(source),
+                                       "--output", str(tmp_path / "out.npy")])
+    assert result.exit_code == 1 and "no native bf16" in result.output and "Traceback" not in result.output
+
+
+def test_bf16_where_native_keeps_the_fp32_fingerprint_and_rows(tiny_llama, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    fp32 = LLM2VecEncoder.from_pretrained(tiny_llama)
+    bf16 = LLM2VecEncoder.from_pretrained(tiny_llama, precision="bf16")
+    assert bf16.precision == "bf16" and bf16.runtime == "torch"
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16 and next(fp32.model.parameters()).dtype == torch.float32
+    assert bf16.fingerprint() == fp32.fingerprint()
+    texts = ["the quick brown fox", "jumps over the lazy dog", "and runs away"]
+    assert _cosines(bf16.encode(texts, "Retrieve"), fp32.encode(texts, "Retrieve")).min() > 0.99
+    with pytest.raises(InputError, match="bf16' runs on the torch runtime"):
+        LLM2VecEncoder.from_pretrained(tiny_llama, precision="bf16", runtime="onnx")
+    from indexer.llm2vec.onnx_export import onnx_encoder
+
+    with pytest.raises(ModelLoadError, match="start from the float32 model"):
+        onnx_encoder(bf16)
+
+
+def test_choose_takes_the_fastest_candidate_that_meets_the_bar():
+    bar = precision_module.MIN_COSINE
+    candidates = {"int8": {"seconds": 1.0, "min_cosine": bar - 0.01}, "bf16": {"seconds": 2.0, "min_cosine": bar + 0.005}}
+    assert precision_module.choose(3.0, candidates) == "bf16"
+    assert precision_module.choose(1.5, candidates) == "fp32"  # bf16 passes but is slower than fp32
+    candidates["int8"]["min_cosine"] = bar
+    assert precision_module.choose(3.0, candidates) == "int8"
+    assert precision_module.choose(3.0, {}) == "fp32"
+
+
+def test_auto_picks_bf16_when_it_is_the_fastest_at_the_bar(tiny_llama, monkeypatch):
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    real = precision_module._timed_rows
+
+    def timed(encoder):  # timing a tiny model is noise: give each precision a fixed speed, keep the real rows
+        return {"fp32": 3.0, "int8": 2.0, "bf16": 1.0}[encoder.precision], real(encoder)[1]
+
+    monkeypatch.setattr(precision_module, "_timed_rows", timed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto")
+    assert encoder.precision == "bf16" and encoder.fingerprint() == LLM2VecEncoder.from_pretrained(tiny_llama).fingerprint()
+
+
+def test_a_bf16_build_exports_the_fp32_query_runtime(tiny_llama, tmp_path, monkeypatch):
+    """The index's query runtime shares the fingerprint: it must be the fp32 model, not the bf16 copy."""
+    from click.testing import CliRunner
+
+    from indexer.llm2vec.onnx_encoder import OnnxEncoder
+    from indexer.manifest import read_manifest
+    from retriever.cli import main
+
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "foxes hunt at night"}\n{"id": "b", "text": "owls sleep by day"}\n')
+    result = CliRunner().invoke(main, ["index", "build", str(tmp_path / "index"), str(corpus), "-m", str(tiny_llama),
+                                       "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    spec = read_manifest(tmp_path / "index")["encoder"]
+    exported = OnnxEncoder.cached(spec)
+    assert exported is not None and exported.precision == "fp32"
+    texts = ["foxes hunt at night", "what do owls do?"]
+    np.testing.assert_allclose(exported.encode(texts), LLM2VecEncoder.from_pretrained(tiny_llama).encode(texts), atol=1e-4)

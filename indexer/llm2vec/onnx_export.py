@@ -110,6 +110,9 @@ def onnx_encoder(encoder: "LLM2VecEncoder", precision: str = "fp32") -> OnnxEnco
     reason = onnx_unavailable()
     if reason is not None:
         raise ModelLoadError(f"the ONNX runtime is not available: {reason}")
+    if next(encoder.model.parameters()).dtype != torch.float32:
+        raise ModelLoadError(f"ONNX Runtime exports start from the float32 model, not {encoder!r} in "
+                             f"{next(encoder.model.parameters()).dtype}: load it with the default dtype")
     spec = encoder.spec()
     if precision == "int8":
         from .precision import int8_spec

@@ -22,11 +22,16 @@ Russian sentence; 0.970 min over the calibration set): activations are quantized
 per batch. The self-check set below holds such texts, so "auto" keeps fp32 where they fall below
 the bar.
 
-"auto" runs a short self-check on the calibration set: int8 is used when its rows agree with
-fp32 (min cosine >= `MIN_COSINE`) and it encodes them faster; otherwise fp32, with a warning
-saying why. Calibration maxima and the auto decision are cached under `cache_dir()/precision`,
-keyed by the encoder's fingerprint, this recipe and (for the decision) the CPU; the int8 graph
-itself is cached by `onnx_encoder`.
+"bf16" casts the torch model to bfloat16 where the hardware multiplies bf16 natively (AVX512-BF16
+or AMX, or a GPU): rows agree with fp32 to about 0.999, so a bf16 encoder keeps the fp32
+fingerprint (its index is searched with fp32 queries, and vice versa), and on other CPUs it is
+refused, since torch's fallback kernels run bf16 at a few GFLOP/s.
+
+"auto" runs a short self-check on the calibration set: of int8 and (where native) bf16, the
+fastest whose rows agree with fp32 (min cosine >= `MIN_COSINE`) and that encodes them faster than
+fp32 is used; otherwise fp32, with a warning saying why. Calibration maxima and the auto decision
+are cached under `cache_dir()/precision`, keyed by the encoder's fingerprint, this recipe and (for
+the decision) the CPU; the int8 graph itself is cached by `onnx_encoder`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, ModelLoadError
+from .hardware import fast_bf16
 from .onnx_encoder import onnx_unavailable
 from .sources import cache_dir
 
@@ -56,7 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "int8", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 MIN_COSINE = 0.99
 SMOOTHING_ALPHA = 0.5
 KEEP_FP32 = ("down_proj", "o_proj")
@@ -115,7 +121,7 @@ def _layers(model: nn.Module) -> nn.ModuleList:
 
 def _cache_path(encoder: "LLM2VecEncoder", kind: str) -> Path:
     key = hashlib.sha256(json.dumps({"fingerprint": encoder.fingerprint(), "recipe": RECIPE_VERSION,
-                                     "alpha": SMOOTHING_ALPHA, "texts": CALIBRATION_TEXTS, "kind": kind,
+                                     "alpha": SMOOTHING_ALPHA, "texts": CALIBRATION_TEXTS, "kind": kind, "precisions": PRECISIONS,
                                      "torch": torch.__version__,
                                      "cpu": torch.backends.cpu.get_cpu_capability() if kind == "auto" else None},
                                     sort_keys=True).encode()).hexdigest()[:32]
@@ -222,46 +228,91 @@ def _timed_rows(encoder: "TextEncoder") -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, rows
 
 
-def _self_check(encoder: "LLM2VecEncoder") -> tuple[dict[str, Any], "TextEncoder"]:
-    """Time fp32 and int8 on the calibration texts and compare their rows; returns the decision
-    and the int8 encoder."""
+def bf16_unavailable(device: torch.device) -> str | None:
+    """Why bf16 would not be fast for a model on `device` (None when it is)."""
+    if fast_bf16(device):
+        return None
+    if device.type == "cpu":
+        return ("this CPU has no native bf16 (AVX512-BF16 or AMX), where torch runs bf16 many times slower "
+                "than fp32; use precision='fp32' or 'int8' (dtype='bfloat16' forces it)")
+    return f"{device.type} has no fast bf16 here"
+
+
+def bf16_encoder(encoder: "LLM2VecEncoder") -> "LLM2VecEncoder":
+    """A bfloat16 copy of the fp32 torch `encoder` (same settings, same fingerprint)."""
+    return type(encoder)(copy.deepcopy(encoder.model).to(torch.bfloat16), encoder.tokenizer, encoder.config,
+                         chat_template=encoder.format.chat_template, provenance=encoder.provenance,
+                         fold_all_caps=encoder.format.fold_all_caps)
+
+
+def choose(fp32_seconds: float, candidates: dict[str, dict[str, float]]) -> str:
+    """The fastest candidate precision whose rows meet `MIN_COSINE` and that beats fp32, else "fp32"."""
+    passing = [(c["seconds"], name) for name, c in candidates.items()
+               if c["min_cosine"] >= MIN_COSINE and c["seconds"] < fp32_seconds]
+    return min(passing)[1] if passing else "fp32"
+
+
+def _self_check(encoder: "LLM2VecEncoder") -> tuple[dict[str, Any], dict[str, "TextEncoder"]]:
+    """Time fp32 and each candidate (int8 where it runs, bf16 where native) on the calibration
+    texts and compare their rows; returns the decision and the candidate encoders."""
     from .onnx_export import onnx_encoder
 
     fp32_seconds, fp32_rows = _timed_rows(encoder)
-    candidate = onnx_encoder(encoder, "int8")
-    int8_seconds, int8_rows = _timed_rows(candidate)
-    cosine = float((int8_rows * fp32_rows).sum(-1).min())
-    chosen = "int8" if cosine >= MIN_COSINE and int8_seconds < fp32_seconds else "fp32"
-    return {"precision": chosen, "min_cosine": round(cosine, 6), "int8_seconds": round(int8_seconds, 3),
-            "fp32_seconds": round(fp32_seconds, 3), "cpu": torch.backends.cpu.get_cpu_capability()}, candidate
+    built: dict[str, "TextEncoder"] = {}
+    if int8_unavailable(encoder.model, encoder.device, next(encoder.model.parameters()).dtype) is None:
+        built["int8"] = onnx_encoder(encoder, "int8")
+    if bf16_unavailable(encoder.device) is None:
+        built["bf16"] = bf16_encoder(encoder)
+    candidates = {}
+    for name, candidate in built.items():
+        seconds, rows = _timed_rows(candidate)
+        candidates[name] = {"seconds": round(seconds, 3), "min_cosine": round(float((rows * fp32_rows).sum(-1).min()), 6)}
+    return {"precision": choose(fp32_seconds, candidates), "fp32_seconds": round(fp32_seconds, 3),
+            "candidates": candidates, "cpu": torch.backends.cpu.get_cpu_capability()}, built
+
+
+def _fallback_reason(decision: dict[str, Any]) -> str:
+    if not decision.get("candidates"):
+        return "neither int8 nor bf16 runs here"
+    return "; ".join(f"{name} rows had min cosine {c['min_cosine']} to fp32 (bar {MIN_COSINE}) and took "
+                     f"{c['seconds']} s against {decision.get('fp32_seconds')} s"
+                     for name, c in decision["candidates"].items())
 
 
 def apply_precision(encoder: "LLM2VecEncoder", precision: str) -> "TextEncoder":
     """The encoder to use for a freshly loaded fp32 `encoder` at `precision`: itself for fp32, its
-    int8 ONNX Runtime export for int8 ("auto" resolves to one of them). Asking for "int8" where it
-    cannot run is a `ModelLoadError` naming what is missing; "auto" then falls back to fp32 with a
-    warning."""
+    int8 ONNX Runtime export for int8, a bf16 copy for bf16 ("auto" resolves to one of them).
+    Asking for "int8" or "bf16" where it cannot run (fast) is a `ModelLoadError` naming what is
+    missing; "auto" then falls back to fp32 with a warning."""
     from .onnx_export import onnx_encoder
 
     check_precision(precision)
     if precision == "fp32":
         return encoder
-    reason = int8_unavailable(encoder.model, encoder.device, next(encoder.model.parameters()).dtype)
-    if reason is not None:
-        if precision == "int8":
-            raise ModelLoadError(f"precision='int8' is not available: {reason}")
-        warnings.warn(f"precision='auto' uses fp32: {reason}", RuntimeWarning, stacklevel=3)
-        return encoder
+    dtype = next(encoder.model.parameters()).dtype
+    if precision == "bf16":
+        reason = bf16_unavailable(encoder.device)
+        if reason is not None:
+            raise ModelLoadError(f"precision='bf16' is not available: {reason}")
+        return encoder if dtype == torch.bfloat16 else bf16_encoder(encoder)
+    reason = int8_unavailable(encoder.model, encoder.device, dtype)
     if precision == "int8":
+        if reason is not None:
+            raise ModelLoadError(f"precision='int8' is not available: {reason}")
         return onnx_encoder(encoder, "int8")
-    decision_path = _cache_path(encoder, "auto")
-    decision, candidate = _read_cached(decision_path), None
-    if decision is None:
-        decision, candidate = _self_check(encoder)
-        _write_cached(decision_path, decision)
-    if decision.get("precision") != "int8":
-        warnings.warn(f"precision='auto' uses fp32: on the self-check int8 rows had min cosine "
-                      f"{decision.get('min_cosine')} to fp32 (bar {MIN_COSINE}) and took {decision.get('int8_seconds')} s "
-                      f"against {decision.get('fp32_seconds')} s", RuntimeWarning, stacklevel=3)
+    if dtype != torch.float32:
+        warnings.warn(f"precision='auto' keeps the loaded dtype {str(dtype).removeprefix('torch.')}: {reason}",
+                      RuntimeWarning, stacklevel=3)
         return encoder
-    return candidate if candidate is not None else onnx_encoder(encoder, "int8")
+    decision_path = _cache_path(encoder, "auto")
+    decision, built = _read_cached(decision_path), {}
+    if decision is None:
+        decision, built = _self_check(encoder)
+        _write_cached(decision_path, decision)
+    chosen = decision.get("precision")
+    if chosen == "int8":
+        return built.get("int8") or onnx_encoder(encoder, "int8")
+    if chosen == "bf16":
+        return built.get("bf16") or bf16_encoder(encoder)
+    warnings.warn(f"precision='auto' uses fp32: {_fallback_reason(decision)}", RuntimeWarning, stacklevel=3)
+    return encoder
