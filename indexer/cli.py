@@ -170,9 +170,10 @@ def index() -> None:
 @click.option("--shard-docs", type=click.IntRange(min=1), default=None,
               help="[ray] Documents per embedding shard: the unit of work, commit and resume [default: 256].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "int8", "auto"]), default="fp32", show_default=True,
-              help="Encoder precision of a new index: int8 runs on ONNX Runtime (about 1.6x faster on an AVX2 "
-                   "CPU, but NDCG@10 0.01-0.05 lower on our quick sets); auto picks int8 only where a self-check "
-                   "finds its rows within cosine 0.99 of fp32.")
+              help="Encoder precision of a new index: bf16 where the CPU has AVX512-BF16 or AMX (about 2x fp32, "
+                   "NDCG@10 up to 0.02 lower on our quick sets); int8 on ONNX Runtime (1.6-1.9x fp32, up to 0.05 "
+                   "lower); auto picks the fastest of the two whose rows pass a self-check "
+                   "(cosine 0.995 to fp32), else fp32.")
 @click.option("--query-runtime/--no-query-runtime", default=True, show_default=True,
               help="After the build, export the encoder to ONNX Runtime once (cached), so `l2v search` starts "
                    "in a second or two without torch.")
@@ -191,7 +192,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
       l2v index build faq faq.csv --text-field question --text-field answer --id-field qid
       l2v index build big corpus.jsonl --factory auto --model ./my-llm2vec -a ./supervised
       l2v index build big corpus/ --engine ray --ray-address auto --concurrency 8 --num-gpus-per-worker 1
-      l2v index build fast-index corpus.jsonl --precision int8        # a quicker CPU encoder
+      l2v index build fast-index corpus.jsonl --precision auto        # bf16/int8 where faster here
 
     Killed or interrupted? Run the same command again: committed documents are
     kept and skipped, the rest are added. Changed documents are re-encoded.

@@ -75,7 +75,7 @@ def test_int8_refuses_architectures_it_is_not_calibrated_for(tiny_model_factory)
 
 
 def test_auto_decides_once_by_its_self_check(tiny_llama, monkeypatch):
-    monkeypatch.setattr(precision_module, "MIN_COSINE", 1.01)  # no int8 row can pass: auto must keep fp32
+    monkeypatch.setattr(precision_module, "AUTO_MIN_COSINE", 1.01)  # no int8 row can pass: auto must keep fp32
     with pytest.warns(RuntimeWarning, match="min cosine"):
         first = LLM2VecEncoder.from_pretrained(tiny_llama, precision="auto")
     assert first.precision == "fp32" and "precision" not in first.spec()
@@ -89,7 +89,7 @@ def test_auto_decides_once_by_its_self_check(tiny_llama, monkeypatch):
 
 
 def test_auto_uses_int8_when_it_passes(tiny_llama, monkeypatch):
-    monkeypatch.setattr(precision_module, "MIN_COSINE", -1.0)
+    monkeypatch.setattr(precision_module, "AUTO_MIN_COSINE", -1.0)
 
     def decide(encoder):  # timing on a tiny model is noise: take the speed side as given
         decision, candidate = real(encoder)
@@ -196,7 +196,7 @@ def test_bf16_where_native_keeps_the_fp32_fingerprint_and_rows(tiny_llama, monke
 
 
 def test_choose_takes_the_fastest_candidate_that_meets_the_bar():
-    bar = precision_module.MIN_COSINE
+    bar = precision_module.AUTO_MIN_COSINE
     candidates = {"int8": {"seconds": 1.0, "min_cosine": bar - 0.01}, "bf16": {"seconds": 2.0, "min_cosine": bar + 0.005}}
     assert precision_module.choose(3.0, candidates) == "bf16"
     assert precision_module.choose(1.5, candidates) == "fp32"  # bf16 passes but is slower than fp32

@@ -1,4 +1,4 @@
-"""The int8 fast path on CPU: `LLM2VecEncoder.from_pretrained(..., precision="int8" | "auto")`.
+"""The CPU fast paths: `LLM2VecEncoder.from_pretrained(..., precision="int8" | "bf16" | "auto")`.
 
 A SmoothQuant-scaled copy of the model is exported to ONNX Runtime (`onnx_export`) and its linear
 layers quantized there (`quantize_graph`: int8 weights per output channel, activations quantized
@@ -23,12 +23,13 @@ per batch. The self-check set below holds such texts, so "auto" keeps fp32 where
 the bar.
 
 "bf16" casts the torch model to bfloat16 where the hardware multiplies bf16 natively (AVX512-BF16
-or AMX, or a GPU): rows agree with fp32 to about 0.999, so a bf16 encoder keeps the fp32
-fingerprint (its index is searched with fp32 queries, and vice versa), and on other CPUs it is
-refused, since torch's fallback kernels run bf16 at a few GFLOP/s.
+or AMX, or a GPU): on the shipped SmolLM2 adapters rows agree with fp32 to 0.9993 on passages and
+claims (0.986 on a few three-word texts), so a bf16 encoder keeps the fp32 fingerprint (its index
+is searched with fp32 queries, and vice versa); on other CPUs it is refused, since torch's
+fallback kernels run bf16 at a few GFLOP/s.
 
 "auto" runs a short self-check on the calibration set: of int8 and (where native) bf16, the
-fastest whose rows agree with fp32 (min cosine >= `MIN_COSINE`) and that encodes them faster than
+fastest whose rows agree with fp32 (min cosine >= `AUTO_MIN_COSINE`) and that encodes them faster than
 fp32 is used; otherwise fp32, with a warning saying why. Calibration maxima and the auto decision
 are cached under `cache_dir()/precision`, keyed by the encoder's fingerprint, this recipe and (for
 the decision) the CPU; the int8 graph itself is cached by `onnx_encoder`.
@@ -64,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 MIN_COSINE = 0.99
+"""The row bar of an explicit int8 (issue 16): cosine to fp32 on real passages and queries."""
+AUTO_MIN_COSINE = 0.995
+"""The self-check bar of "auto", stricter: int8 rows at min cosine 0.990-0.994 on this set (AVX2 and
+AVX512-VNNI CPUs) still cost 0.016-0.05 NDCG@10 on our quick sets, bf16 rows (0.9999) nothing."""
 SMOOTHING_ALPHA = 0.5
 KEEP_FP32 = ("down_proj", "o_proj")
 RECIPE_VERSION = 2
@@ -221,11 +226,17 @@ def int8_model(encoder: "LLM2VecEncoder") -> nn.Module:
     return model
 
 
-def _timed_rows(encoder: "TextEncoder") -> tuple[float, np.ndarray]:
-    encoder.encode(CALIBRATION_TEXTS[0], show_progress_bar=False)  # warm-up, untimed
-    start = time.perf_counter()
-    rows = encoder.encode(list(CALIBRATION_TEXTS), normalize=True, show_progress_bar=False)
-    return time.perf_counter() - start, rows
+def _timed_rows(encoder: "TextEncoder", repeats: int = 2) -> tuple[float, np.ndarray]:
+    """The best of `repeats` timed encodes of the calibration texts, after an untimed one: the first
+    pass over new batch shapes builds kernels (oneDNN's bf16 ones take seconds), which is not speed."""
+    texts = list(CALIBRATION_TEXTS)
+    rows = encoder.encode(texts, normalize=True, show_progress_bar=False)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode(texts, normalize=True, show_progress_bar=False)
+        best = min(best, time.perf_counter() - start)
+    return best, rows
 
 
 def bf16_unavailable(device: torch.device) -> str | None:
@@ -246,9 +257,9 @@ def bf16_encoder(encoder: "LLM2VecEncoder") -> "LLM2VecEncoder":
 
 
 def choose(fp32_seconds: float, candidates: dict[str, dict[str, float]]) -> str:
-    """The fastest candidate precision whose rows meet `MIN_COSINE` and that beats fp32, else "fp32"."""
+    """The fastest candidate precision whose rows meet `AUTO_MIN_COSINE` and that beats fp32, else "fp32"."""
     passing = [(c["seconds"], name) for name, c in candidates.items()
-               if c["min_cosine"] >= MIN_COSINE and c["seconds"] < fp32_seconds]
+               if c["min_cosine"] >= AUTO_MIN_COSINE and c["seconds"] < fp32_seconds]
     return min(passing)[1] if passing else "fp32"
 
 
@@ -274,7 +285,7 @@ def _self_check(encoder: "LLM2VecEncoder") -> tuple[dict[str, Any], dict[str, "T
 def _fallback_reason(decision: dict[str, Any]) -> str:
     if not decision.get("candidates"):
         return "neither int8 nor bf16 runs here"
-    return "; ".join(f"{name} rows had min cosine {c['min_cosine']} to fp32 (bar {MIN_COSINE}) and took "
+    return "; ".join(f"{name} rows had min cosine {c['min_cosine']} to fp32 (bar {AUTO_MIN_COSINE}) and took "
                      f"{c['seconds']} s against {decision.get('fp32_seconds')} s"
                      for name, c in decision["candidates"].items())
 
