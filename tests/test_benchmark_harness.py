@@ -56,10 +56,25 @@ def test_llm2vec_system_runs_through_the_indexer_and_retriever(dataset_dir, tiny
     assert set(run) == set(dataset.queries)
     assert all(set(ranked) <= set(dataset.docs) and len(ranked) == len(dataset.docs) for ranked in run.values())
     index_dirs = list((tmp_path / "work").glob("*/*"))
-    assert [d.name for d in index_dirs] == [tiny_encoder.fingerprint()]
+    assert [d.name for d in index_dirs] == [f"{tiny_encoder.fingerprint()}-{tiny_encoder.precision}"]
     assert beir.run_llm2vec(dataset, tiny_encoder, "generic") == run  # the kept index is reused as is
     fused = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
     assert fused.keys() == run.keys() and fused != run
+
+
+def test_a_bf16_system_builds_its_own_index(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    """bf16 shares fp32's fingerprint: keyed by it alone, the bf16 system reused the fp32 index and
+    only its queries were bf16."""
+    from indexer.llm2vec import precision as precision_module
+    from indexer.llm2vec.precision import apply_precision
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    dataset = beir.load_dataset(dataset_dir)
+    beir.run_llm2vec(dataset, tiny_encoder, "generic")
+    beir.run_llm2vec(dataset, apply_precision(tiny_encoder, "bf16"), "generic")
+    names = sorted(d.name for d in (tmp_path / "work").glob("*/*"))
+    assert names == [f"{tiny_encoder.fingerprint()}-bf16", f"{tiny_encoder.fingerprint()}-fp32"]
 
 
 # ----------------------------------------------------------------------------- the embedding cache
