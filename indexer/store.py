@@ -39,6 +39,7 @@ from .sqlite_import import sqlite_utils
 from .errors import IndexFormatError
 from .faiss_index import Selector, VectorIndex, min_train_size
 from .manifest import FAISS_NAME, MANIFEST_NAME, SQLITE_NAME, read_manifest, replace_atomically, write_manifest
+from .keywords import keyword_search
 from .schema import check_schema, connect, needs_upgrade, read_state, upgrade_schema
 
 log = logging.getLogger(__name__)
@@ -335,21 +336,9 @@ class IndexStore:
         return np.asarray(present, dtype=np.int64), matrix
 
     def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """BM25 (FTS5) over chunk text: [(chunk id, score)], best first; higher scores are better.
-
-        The query's words are each quoted and OR-ed, so no user text can break the FTS5 syntax.
-        """
-        terms = [term.replace('"', '""') for term in query.split()]
-        terms = [t for t in terms if any(ch.isalnum() for ch in t)]
-        if not terms or k < 1:
-            return []
-        match = " OR ".join(f'"{t}"' for t in terms)
+        """BM25 (FTS5, stemmed: `indexer.keywords`) over chunk text: [(chunk id, score)], best first."""
         with self._lock:
-            rows = self.db.execute(
-                "SELECT rowid, bm25(chunks_fts) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-                [match, int(k)],
-            ).fetchall()
-        return [(int(rowid), -float(rank)) for rowid, rank in rows]
+            return keyword_search(self.db, query, k)
 
     def chunk_ids_where(self, where_sql: str, params: Sequence[Any] = ()) -> np.ndarray:
         """Ids of the chunks whose document matches `where_sql`, a parametrised clause over `documents d`.

@@ -4,9 +4,10 @@ Documents were encoded without an instruction when the index was built; queries 
 one (LLM2Vec's asymmetric recipe), chosen by `task=` or given as `instruction=`, else the index's
 default task. Metadata filters run as `planner` decides (exact scoring of few allowed chunks, or
 FAISS with a cached ID selector and a widened search); every search reads one committed state
-(`IndexStore.snapshot`), so concurrent writers never show through; `mmr=True` re-ranks
-`fetch_k` candidates for diversity and `hybrid=True` fuses FTS5/BM25 keyword hits with the dense
-hits by reciprocal rank fusion.
+(`IndexStore.snapshot`), so concurrent writers never show through. A text query is hybrid by
+default: its dense hits and the index's BM25 keyword hits (`indexer.keywords`) fused by reciprocal
+rank, which beat dense alone on every full collection measured (RESULTS.md); `hybrid=False` ranks
+by the dense hits alone, and `mmr=True` re-ranks `fetch_k` dense candidates for diversity.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ KEYWORD_FETCH_MAX = 10_000
 class Hit:
     """One retrieved chunk: its text, the document it came from, that document's metadata, a score.
 
-    `score` is the cosine similarity to the query, or the reciprocal-rank-fusion score when the
-    search was hybrid. `start`/`end` are character offsets of the chunk in its document.
+    `score` is the reciprocal-rank-fusion score when the search was hybrid (the default for text
+    queries: about 1/61 for a hit first in one list), else the cosine similarity to the query. `start`/`end` are character offsets of the chunk in its document.
     """
 
     doc_id: str
@@ -159,17 +160,18 @@ class Retriever:
         mmr: bool = False,
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
-        hybrid: bool = False,
+        hybrid: bool | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
     ) -> list[Hit]:
         """The best `k` chunks for `query`, best first (fewer when fewer match).
 
-        `filter` restricts to documents whose metadata matches (see `indexer.filters`; `k` hits
-        come back whenever `k` chunks match, see `planner`); `score_threshold` drops hits whose
-        cosine is below it (with `hybrid`, before fusion); `mmr=True` picks `k` diverse hits from
-        `fetch_k` (default `max(4k, 20)`) candidates with `lambda_mult` (1 = relevance only);
-        `hybrid=True` fuses BM25 keyword hits with the dense ones (RRF). `nprobe` (IVF) and
+        `hybrid` (the default, `None`, means hybrid unless `mmr`) fuses the `fetch_k` best dense
+        and BM25 keyword hits by reciprocal rank; `hybrid=False` ranks by cosine alone. `filter`
+        restricts to documents whose metadata matches (see `indexer.filters`; `k` hits come back
+        whenever `k` chunks match, see `planner`); `score_threshold` drops hits whose cosine to the
+        query is below it, in either mode; `mmr=True` picks `k` diverse hits from `fetch_k`
+        (default `max(4k, 20)`) dense candidates with `lambda_mult` (1 = relevance only). `nprobe` (IVF) and
         `ef_search` (HNSW) trade speed for recall on approximate indexes. A `k` larger than the
         index returns every matching chunk.
         """
@@ -192,7 +194,7 @@ class Retriever:
         mmr: bool = False,
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
-        hybrid: bool = False,
+        hybrid: bool | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
     ) -> list[list[Hit]]:
@@ -204,7 +206,7 @@ class Retriever:
         if not queries:
             return []
         vectors = self.encode_queries(queries, task=task, instruction=instruction)
-        return self._search_vectors(vectors, k, queries if hybrid else None, filter, options)
+        return self._search_vectors(vectors, k, queries if options.hybrid else None, filter, options)
 
     def search_by_vector(
         self,
@@ -285,7 +287,7 @@ class Retriever:
                 if options.mmr:
                     dense = self._mmr(vectors[row], dense, k, options.lambda_mult)
                 elif queries is not None:
-                    dense = self._fuse(queries[row], dense, fetch, selection)
+                    dense = self._fuse(queries[row], vectors[row], dense, fetch, selection, options.score_threshold)
                 ranked.append(dense[:k])
             return self._hydrate(ranked)
 
@@ -327,9 +329,11 @@ class Retriever:
         return [dense[j] for j in order]
 
     def _fuse(
-        self, query: str, dense: list[tuple[int, float]], fetch: int, selection: Selector | None
+        self, query: str, vector: np.ndarray, dense: list[tuple[int, float]], fetch: int, selection: Selector | None,
+        threshold: float | None,
     ) -> list[tuple[int, float]]:
-        """RRF of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in proportion."""
+        """RRF of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in proportion.
+        With a `threshold`, keyword hits are held to it too (their cosine from the stored vectors)."""
         limit = fetch
         if selection is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
             limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(selection.size, 1))))
@@ -337,6 +341,11 @@ class Retriever:
         if selection is not None:
             allowed_set = set(selection.ids.tolist())
             keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set][:fetch]
+        if threshold is not None:
+            above = {chunk_id for chunk_id, _ in dense}
+            found, matrix = self.store.stored_vectors([i for i in keyword if i not in above])
+            above.update(int(i) for i, cosine in zip(found, matrix @ vector) if cosine >= threshold)
+            keyword = [chunk_id for chunk_id in keyword if chunk_id in above]
         return reciprocal_rank_fusion([[i for i, _ in dense], keyword])
 
     def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
@@ -355,7 +364,7 @@ class SearchOptions:
     """The validated options of one search (how candidates are ranked and how hard FAISS looks)."""
 
     mmr: bool = False
-    hybrid: bool = False
+    hybrid: bool = True
     lambda_mult: float = 0.5
     fetch_k: int | None = None
     score_threshold: float | None = None
@@ -365,8 +374,11 @@ class SearchOptions:
 
     @classmethod
     def checked(cls, **options: Any) -> "SearchOptions":
+        """Validate, and resolve `hybrid=None` (the default) to hybrid unless `mmr`."""
         if options["mmr"] and options["hybrid"]:
-            raise RetrieverError("mmr and hybrid search do not combine; choose one")
+            raise RetrieverError("mmr and hybrid search do not combine; choose one (hybrid=False with mmr)")
+        if options["hybrid"] is None:
+            options["hybrid"] = not options["mmr"]
         if not 0.0 <= options["lambda_mult"] <= 1.0:
             raise RetrieverError(f"lambda_mult must be between 0 and 1, got {options['lambda_mult']}")
         for name in ("fetch_k", "nprobe", "ef_search"):

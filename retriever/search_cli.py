@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from .retriever import Hit
 
 
-def _table(hits: list[Hit]) -> str:
+def _table(hits: list[Hit], score: str) -> str:
     width = shutil.get_terminal_size((100, 20)).columns
     id_width = min(max((len(h.doc_id) for h in hits), default=6), 30)
-    lines = [f"{'#':>3}  {'score':>7}  {'document':<{id_width}}  text"]
+    lines = [f"{'#':>3}  {score:>7}  {'document':<{id_width}}  text"]
     room = max(width - id_width - 17, 20)
     for rank, hit in enumerate(hits, 1):
         text = " ".join(hit.text.split())
@@ -39,10 +39,14 @@ def _table(hits: list[Hit]) -> str:
 @click.option("--task", "-t", help="Task whose instruction the query gets (default: the index's, else generic).")
 @click.option("--instruction", "-i", help='Explicit query instruction instead of a task ("" for none).')
 @filter_options
-@click.option("--hybrid", is_flag=True, help="Fuse BM25 keyword hits with the dense hits (reciprocal rank fusion).")
-@click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance).")
-@click.option("--threshold", type=float, help="Drop hits whose cosine similarity is below this (with --hybrid: "
-              "dense hits, before fusion).")
+@click.option("--hybrid/--dense-only", default=None,
+              help="How hits are ranked. Hybrid (the default on one index): the best dense hits and the "
+                   "index's BM25 keyword hits fused by reciprocal rank, so exact words (names, codes, rare "
+                   "terms) count too; scores are then RRF sums (about 1/61 for a hit first in one list). "
+                   "--dense-only: by cosine similarity alone, what --mmr and --shard use.")
+@click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance over dense candidates).")
+@click.option("--threshold", type=float, help="Drop hits whose cosine similarity to the query is below this "
+              "(in either mode).")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF indexes: lists to probe (more: better recall, slower) [default: the index's].")
 @click.option("--ef-search", type=click.IntRange(min=1), default=None,
@@ -56,7 +60,7 @@ def _table(hits: list[Hit]) -> str:
                    "`l2v index build`; same vectors, starts in about a second), else torch; onnx makes the "
                    "export first if it is missing; torch always loads the torch model.")
 def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
-           conditions: tuple[str, ...], filter_json: str | None, hybrid: bool, mmr: bool,
+           conditions: tuple[str, ...], filter_json: str | None, hybrid: bool | None, mmr: bool,
            threshold: float | None, nprobe: int | None, ef_search: int | None, as_json: bool,
            shards: tuple[str, ...], runtime: str) -> None:
     """Search INDEX_DIR for QUERY and print the best chunks.
@@ -67,7 +71,8 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     Examples:
       l2v search my-index "what is LLM2Vec?"
       l2v search scifact-index "Vitamin D prevents fractures" --task scifact -k 5
-      l2v search my-index "lora rank" --filter lang=en --filter "year>=2023" --hybrid
+      l2v search my-index "lora rank" --filter lang=en --filter "year>=2023"
+      l2v search my-index "what is LLM2Vec?" --dense-only --threshold 0.5
       l2v search my-index "gpu memory" --filter-json '{"tags": {"$in": ["cuda", "rocm"]}}' --json
       l2v search part-0 "lora rank" --shard part-1 --shard part-2
 
@@ -77,7 +82,8 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     if task is not None and instruction is not None:
         raise click.UsageError("give --task or --instruction, not both")
     if shards and (mmr or hybrid):
-        raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts")
+        raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts "
+                               "(searched --dense-only)")
     filter = parse_filters(conditions, filter_json)
     from .retriever import Retriever  # the model libraries: only once a search runs
     from .sharded import ShardedRetriever
@@ -99,6 +105,6 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
         for rank, hit in enumerate(hits, 1):
             click.echo(json.dumps({"rank": rank, **hit.to_dict()}, ensure_ascii=False))
     elif hits:
-        click.echo(_table(hits))
+        click.echo(_table(hits, "cosine" if shards or mmr or hybrid is False else "rrf"))
     else:
         click.echo("no hits", err=True)

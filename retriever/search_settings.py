@@ -17,7 +17,8 @@ class SearchSettings(BaseModel):
     (`retriever.invoke("q", k=3, filter={...})`)."""
 
     k: int = Field(default=4, ge=1)
-    search_type: SearchType = "similarity"
+    search_type: SearchType | None = None
+    """None: `Retriever`'s default (hybrid: dense + BM25 by RRF); "similarity": dense only."""
     task: str | None = None
     instruction: str | None = None
     filter: dict[str, Any] | None = None
@@ -27,9 +28,11 @@ class SearchSettings(BaseModel):
 
     def search_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """The options of one search (`Retriever.search` keywords): these settings, then `overrides`,
-        with `search_type` turned into the `mmr` / `hybrid` flags."""
+        with `search_type` turned into the `mmr` / `hybrid` flags (None: the `Retriever`'s default)."""
         options = {name: getattr(self, name) for name in SearchSettings.model_fields} | overrides
         search_type = options.pop("search_type")
+        if search_type is None:
+            return {**options, "mmr": False, "hybrid": None}
         if search_type not in SEARCH_TYPES:
             raise RetrieverError(f"search_type must be one of {', '.join(SEARCH_TYPES)}, got {search_type!r}")
         return {**options, "mmr": search_type == "mmr", "hybrid": search_type == "hybrid"}

@@ -82,6 +82,11 @@ def test_retriever_documents_and_options(built_index: str) -> None:
     assert sorted(d.metadata["n"] for d in only) == [3, 4]
     assert len(retriever.invoke("animals", search_type="mmr", k=3)) == 3
     assert retriever.invoke("foxes", search_type="hybrid", k=1)[0].id == "t0"
+    scores = lambda docs: [(d.id, d.metadata["retrieval"]["score"]) for d in docs]  # noqa: E731
+    assert scores(retriever.invoke("foxes at night", k=3)) == \
+        scores(retriever.invoke("foxes at night", k=3, search_type="hybrid"))  # the Retriever's default
+    assert scores(retriever.invoke("foxes at night", k=3, search_type="similarity")) == \
+        [(h.doc_id, h.score) for h in retriever.retriever.search("foxes at night", k=3, hybrid=False)]
     with pytest.raises(RetrieverError, match="search_type"):
         retriever.invoke("foxes", search_type="nearest")
 

@@ -56,7 +56,7 @@ def cosine(encoder: LLM2VecEncoder, query: str, instruction: str | None, texts: 
 
 
 def test_hits_are_hydrated_and_scored_by_cosine(retriever: Retriever, tiny_encoder: LLM2VecEncoder) -> None:
-    hits = retriever.search("a quick fox", k=5)
+    hits = retriever.search("a quick fox", k=5, hybrid=False)
     assert len(hits) == 5 and all(isinstance(h, Hit) for h in hits)
     by_id = {d["id"]: d for d in DOCS}
     for hit in hits:
@@ -79,7 +79,7 @@ def test_task_and_instruction_choose_the_query_prompt(retriever: Retriever, tiny
         ({"task": "qa", "instruction": "Find code"}, "Find code"),
         ({"instruction": ""}, None),
     ]:
-        hits = retriever.search("what is an encoder", k=3, **kwargs)
+        hits = retriever.search("what is an encoder", k=3, hybrid=False, **kwargs)
         expected = cosine(tiny_encoder, "what is an encoder", instruction, texts)
         np.testing.assert_allclose([h.score for h in hits], np.sort(expected)[::-1][:3], atol=1e-4)
     assert retriever.default_task == "scifact"
@@ -117,15 +117,15 @@ def test_filter_errors(retriever: Retriever) -> None:
 
 
 def test_score_threshold(retriever: Retriever) -> None:
-    hits = retriever.search("fox", k=24)
+    hits = retriever.search("fox", k=24, hybrid=False)
     cut = hits[5].score
-    kept = retriever.search("fox", k=24, score_threshold=cut)
+    kept = retriever.search("fox", k=24, score_threshold=cut, hybrid=False)
     assert [h.chunk_id for h in kept] == [h.chunk_id for h in hits if h.score >= cut]
     assert retriever.search("fox", k=5, score_threshold=1.01) == []
 
 
 def test_mmr_diversifies_from_the_same_candidates(retriever: Retriever) -> None:
-    plain = retriever.search("fox", k=5)
+    plain = retriever.search("fox", k=5, hybrid=False)
     same = retriever.search("fox", k=5, mmr=True, lambda_mult=1.0)
     assert [h.chunk_id for h in same] == [h.chunk_id for h in plain]
     diverse = retriever.search("fox", k=5, mmr=True, lambda_mult=0.0, fetch_k=24)
@@ -134,12 +134,24 @@ def test_mmr_diversifies_from_the_same_candidates(retriever: Retriever) -> None:
 
 
 def test_hybrid_fuses_keyword_hits(retriever: Retriever) -> None:
-    dense = retriever.search("zebracorn", k=24)
+    dense = retriever.search("zebracorn", k=24, hybrid=False)
     hybrid = retriever.search("zebracorn", k=5, hybrid=True, fetch_k=24)
     assert hybrid[0].doc_id == "d07"  # the only document with the word; RRF puts it first
     assert hybrid[0].score == pytest.approx(1 / 61 + 1 / (60 + [h.doc_id for h in dense].index("d07") + 1))
     filtered = retriever.search("zebracorn", k=5, hybrid=True, filter={"lang": "fr"})
     assert "d07" not in [h.doc_id for h in filtered] and len(filtered) == 5
+
+
+def test_text_queries_are_hybrid_by_default(retriever: Retriever) -> None:
+    default = retriever.search("zebracorn", k=5)
+    hybrid = retriever.search("zebracorn", k=5, hybrid=True)
+    dense = retriever.search("zebracorn", k=5, hybrid=False)
+    assert [(h.chunk_id, h.score) for h in default] == [(h.chunk_id, h.score) for h in hybrid]
+    assert default[0].doc_id == "d07" and [h.chunk_id for h in dense] != [h.chunk_id for h in default]
+    assert retriever.search_batch(["zebracorn"], k=5)[0] == default
+    # mmr ranks dense candidates: asking for it is enough, no hybrid=False needed
+    assert [h.chunk_id for h in retriever.search("fox", k=5, mmr=True, lambda_mult=1.0)] == \
+        [h.chunk_id for h in retriever.search("fox", k=5, hybrid=False)]
 
 
 @pytest.mark.parametrize(
@@ -171,7 +183,7 @@ def test_huge_k_returns_everything(retriever: Retriever) -> None:
 def test_search_by_vector(retriever: Retriever, tiny_encoder: LLM2VecEncoder) -> None:
     vector = tiny_encoder.encode("fox", get_task("scifact").instruction) * 7.0  # normalised for us
     by_vector = retriever.search_by_vector(vector, k=3)[0]
-    assert [h.chunk_id for h in by_vector] == [h.chunk_id for h in retriever.search("fox", k=3)]
+    assert [h.chunk_id for h in by_vector] == [h.chunk_id for h in retriever.search("fox", k=3, hybrid=False)]
     with pytest.raises(RetrieverError, match="32 dimensions"):
         retriever.search_by_vector(np.ones(5), k=3)
 
@@ -216,7 +228,7 @@ def test_sharded_search_equals_one_index_over_the_whole_corpus(
     queries = ["a quick fox", "zebracorn", "unicode question"]
     with Retriever.open(index_dir, tiny_encoder) as whole, ShardedRetriever.open(parts, tiny_encoder) as sharded:
         assert len(sharded) == len(whole)
-        expected = whole.search_batch(queries, k=7, filter={"lang": "en"})
+        expected = whole.search_batch(queries, k=7, filter={"lang": "en"}, hybrid=False)
         got = sharded.search_batch(queries, k=7, filter={"lang": "en"})
         for want, have in zip(expected, got):
             assert [h.doc_id for h in have] == [h.doc_id for h in want]

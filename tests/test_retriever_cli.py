@@ -34,8 +34,20 @@ def test_table(index_dir: str) -> None:
     code, out = run(index_dir, "what do encoders do", "-k", "3", "--task", "qa")
     assert code == 0, out
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["#", "score", "document", "text"] and len(lines) == 4
+    assert lines[0].split() == ["#", "rrf", "document", "text"] and len(lines) == 4  # hybrid by default
     assert lines[1].split()[0] == "1" and lines[1].split()[2].startswith("doc-")
+    code, dense = run(index_dir, "what do encoders do", "-k", "3", "--task", "qa", "--dense-only")
+    assert code == 0 and dense.splitlines()[0].split() == ["#", "cosine", "document", "text"]
+    assert 0.0 < float(lines[1].split()[1]) <= 2 / 61  # an RRF sum: at most first in both lists
+
+
+def test_default_search_is_hybrid_and_dense_only_opts_out(index_dir: str) -> None:
+    def ranked(*args: str) -> list[tuple[str, float]]:
+        code, out = run(index_dir, "proof", "-k", "4", "--json", *args)
+        assert code == 0, out
+        return [(row["doc_id"], row["score"]) for row in map(json.loads, out.strip().splitlines())]
+
+    assert ranked() == ranked("--hybrid") != ranked("--dense-only")
 
 
 def test_json_lines_with_filters(index_dir: str) -> None:

@@ -129,6 +129,7 @@ def test_langchain_openai_embeddings(base: str, tiny_encoder: LLM2VecEncoder) ->
     {"k": 2, "instruction": "", "filter": {"year": {"$gte": 2022}}, "score_threshold": -1.0},
     {"k": 3, "mmr": True, "fetch_k": 8, "lambda_mult": 0.3},
     {"k": 5, "hybrid": True},
+    {"k": 5, "hybrid": False, "score_threshold": -1.0},
 ])
 def test_search_equals_the_library(http: httpx.Client, indexes: dict[str, Path], options: dict[str, Any]) -> None:
     response = http.post("/v1/search", json={"index": "docs", "queries": QUERIES, **options})

@@ -52,17 +52,22 @@ def test_vector_store_reopens_an_hnsw_store(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_hybrid_threshold_applies_to_the_cosine_before_fusion(tmp_path: Path, tiny_encoder) -> None:
+def test_hybrid_threshold_bounds_the_cosine_of_every_hit(tmp_path: Path, tiny_encoder) -> None:
     with Indexer(tmp_path / "index", tiny_encoder) as indexer:
         indexer.add_documents(DOCS)
     with Retriever.open(tmp_path / "index", tiny_encoder) as retriever:
-        dense = retriever.search("foxes", k=40)
+        dense = retriever.search("foxes", k=40, hybrid=False)
         threshold = dense[5].score
-        hits = retriever.search("foxes", k=10, hybrid=True, score_threshold=threshold)
-        assert hits, "RRF scores are not cosines: the threshold must not apply to them"
-        above = {h.chunk_id for h in dense if h.score >= threshold}
-        keyword = {chunk_id for chunk_id, _ in retriever.store.keyword_search("foxes", 80)}
-        assert all(h.chunk_id in above or h.chunk_id in keyword for h in hits)
+        query = retriever.encode_queries(["foxes"])[0]
+        keyword = [chunk_id for chunk_id, _ in retriever.store.keyword_search("foxes", 80)]
+        _, keyword_vectors = retriever.store.stored_vectors(keyword)
+        assert (keyword_vectors @ query < threshold).any(), "the keyword side must bring hits below the threshold"
+        for hybrid in (None, True):
+            hits = retriever.search("foxes", k=10, hybrid=hybrid, score_threshold=threshold)
+            assert hits, "RRF scores are not cosines: the threshold must not apply to them"
+            _, vectors = retriever.store.stored_vectors([h.chunk_id for h in hits])
+            assert (vectors @ query >= threshold - 1e-6).all()
+            assert {h.chunk_id for h in dense[:6]} <= {h.chunk_id for h in hits}
 
 
 def test_delete_and_stats_never_load_the_model(tmp_path: Path, tiny_llama: Path) -> None:

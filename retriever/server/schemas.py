@@ -58,7 +58,8 @@ class SearchRequest(_Body):
     task: str | None = None
     instruction: str | None = None
     filter: dict[str, Any] | None = None
-    hybrid: bool = False
+    hybrid: bool | None = None
+    """None: `Retriever`'s default (hybrid unless mmr); false: dense only."""
     mmr: bool = False
     fetch_k: int | None = Field(default=None, ge=1)
     lambda_mult: float = Field(default=0.5, ge=0.0, le=1.0)
