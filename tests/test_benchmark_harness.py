@@ -161,3 +161,20 @@ def test_llm2vec_system_reads_chunk_vectors_from_the_cache(dataset_dir, tiny_enc
     shutil.rmtree(tmp_path / "work")  # a new index of the same texts (another mode, the ablation)
     assert beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root) == run
     assert encoded == []  # every chunk vector came from the cache
+
+
+def test_keyword_systems_match_word_forms_only_when_stemmed(tmp_path):
+    root = tmp_path / "forms"
+    (root / "qrels").mkdir(parents=True)
+    docs = [{"_id": "d0", "title": "", "text": "Erupting volcanoes and their eruptions"},
+            {"_id": "d1", "title": "", "text": "Roasted coffee beans"},
+            {"_id": "d2", "title": "", "text": "Castles of the medieval period"}]
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "volcano erupts"}) + "\n"
+                                        + json.dumps({"_id": "q1", "text": "roasting bean"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\n")
+    dataset = beir.load_dataset(root)
+    assert beir.evaluate(dataset, beir.run_keywords(dataset))["mrr@10"] == 1.0
+    assert beir.evaluate(dataset, beir.run_keywords(dataset, stemmed=False))["mrr@10"] == 0.0
+    pytest.importorskip("Stemmer", reason="bm25-porter needs PyStemmer (the bench extra)")
+    assert beir.evaluate(dataset, beir.run_bm25(dataset, stem=True))["mrr@10"] == 1.0
