@@ -237,15 +237,13 @@ def run_sentence_transformer(dataset: Dataset, path: str, label: str, *, cache_r
     return dense_run(dataset, docs, encode(list(dataset.queries.values())))
 
 
-def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
-                hybrid: bool = False, cache_root: Path | None = None) -> Run:
-    """Index the corpus with our `Indexer` (resumable) and search it with our `Retriever`
-    (`hybrid`: its dense hits fused with the index's own BM25 keyword hits by RRF). Chunk vectors
-    go through the embedding cache (`cache_root`), so another index of the same texts reuses them."""
+def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_root: Path | None = None) -> Path:
+    """Index the corpus with our `Indexer` (resumable; kept under WORK, keyed by data, encoder and
+    precision). Chunk vectors go through the embedding cache (`cache_root`), so another index of
+    the same texts reuses them."""
     from tqdm.auto import tqdm
 
     from indexer import Indexer
-    from retriever import Retriever
 
     # by precision too: bf16 shares fp32's fingerprint, and must not resume (reuse) an fp32 index
     index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / f"{encoder.fingerprint()}-{encoder.precision}"
@@ -259,16 +257,31 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
         finally:
             if cache_root is not None:
                 encoder.flush()
-    with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
-        hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
+    return index_dir
+
+
+def best_chunk_run(query_ids: Sequence[str], ranked_doc_ids: Sequence[Sequence[tuple[str, float]]]) -> Run:
+    """A document scores as its best chunk: (doc id, score) rows best first -> the top DEPTH docs."""
     run: Run = {}
-    for query_id, ranked in zip(dataset.queries, hits):
+    for query_id, ranked in zip(query_ids, ranked_doc_ids):
         best: dict[str, float] = {}
-        for hit in ranked:  # a document scores as its best chunk
-            if hit.doc_id not in best:
-                best[hit.doc_id] = hit.score
+        for doc_id, score in ranked:
+            if doc_id not in best:
+                best[doc_id] = score
         run[query_id] = dict(list(best.items())[:DEPTH])
     return run
+
+
+def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
+                hybrid: bool = False, cache_root: Path | None = None) -> Run:
+    """Index the corpus (`build_index`) and search it with our `Retriever` (`hybrid`: its dense
+    hits fused with the index's own BM25 keyword hits by RRF)."""
+    from retriever import Retriever
+
+    index_dir = build_index(dataset, encoder, batch_size=batch_size, cache_root=cache_root)
+    with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
+        hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
+    return best_chunk_run(list(dataset.queries), [[(h.doc_id, h.score) for h in row] for row in hits])
 
 
 def keywords_tokenizer() -> str:

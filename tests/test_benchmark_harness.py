@@ -178,3 +178,16 @@ def test_keyword_systems_match_word_forms_only_when_stemmed(tmp_path):
     assert beir.evaluate(dataset, beir.run_keywords(dataset, stemmed=False))["mrr@10"] == 0.0
     pytest.importorskip("Stemmer", reason="bm25-porter needs PyStemmer (the bench extra)")
     assert beir.evaluate(dataset, beir.run_bm25(dataset, stem=True))["mrr@10"] == 1.0
+
+
+def test_fusion_weight_one_is_the_retrievers_hybrid_search(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    import fusion
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    dataset = beir.load_dataset(dataset_dir)
+    runs = fusion.weighted_runs(dataset, tiny_encoder, "generic", [0.0, 1.0], cache_root=None)
+    hybrid = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
+    assert {q: list(r) for q, r in runs[1.0].items()} == {q: list(r) for q, r in hybrid.items()}
+    for q, ranked in runs[1.0].items():
+        assert list(ranked.values()) == pytest.approx(list(hybrid[q].values()))
+    assert beir.evaluate(dataset, runs[0.0]) == beir.evaluate(dataset, beir.run_keywords(dataset))
