@@ -71,12 +71,22 @@ def files_sha256(*paths: str | Path) -> str:
     return digest.hexdigest()
 
 
+def result_path(name: str, output: str | Path | None = None) -> Path:
+    """Where `write_result(name, ..., output)` writes."""
+    return Path(output) if output else RESULTS / f"{name}.json"
+
+
+def run_header() -> dict[str, Any]:
+    """This run's date, command line and machine, as every result records them."""
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+            "machine": machine_info()}
+
+
 def write_result(name: str, payload: dict[str, Any], output: str | Path | None = None) -> Path:
     """Write `payload` with the standard header (benchmark, date, command, machine) as JSON."""
-    path = Path(output) if output else RESULTS / f"{name}.json"
+    path = result_path(name, output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-              "machine": machine_info()}
+    header = {"benchmark": name, **run_header()}
     path.write_text(json.dumps({**header, **payload}, indent=2) + "\n", encoding="utf-8")
     return path

@@ -29,7 +29,9 @@ Every document vector is cached on disk by (encoder fingerprint, text sha256) un
 `.cache/beir-embeddings/<fingerprint>/<dataset>/` (`_embedding_cache.py`: safetensors shards
 written with atomic renames), so each encoder encodes each text once across runs, modes and
 `ablation.py`, and a killed run continues where it stopped (the index of an LLM system also resumes
-from its own SQLite). Each system's row is written as soon as it is scored.
+from its own SQLite). Each system's row is written as soon as it is scored, with the date, command
+and CPU flags of its run; a later run on the same data and mode replaces the rows of the systems it
+scores and keeps the others (so `--systems mpnet` adds a row to a finished table).
 
 `--full` is the whole collection: every judged test query and every document (results in
 `beir-<dataset>.json`; hours for the LLM systems on a CPU). `--quick` evaluates a reduced corpus: at most 30 judged queries (seeded sample), all documents
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import json
 import random
 import sys
 import time
@@ -54,7 +57,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, ROOT, files_sha256, read_jsonl, write_result  # noqa: E402
+from _common import DEFAULT_DATA, ROOT, files_sha256, read_jsonl, result_path, run_header, write_result  # noqa: E402
 from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
@@ -339,6 +342,20 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 
+def kept_rows(path: Path, payload: dict[str, Any], systems: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of an earlier result at `path` for the same data, mode, task and protocol, less the
+    systems this run scores again; each keeps the date, command and CPU flags of the run that made
+    it, so adding a system (say mpnet) never needs the others rerun."""
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if any(earlier.get(key) != value for key, value in payload.items()):
+        return []
+    machine = earlier.get("machine") or {}
+    return [{"date": earlier.get("date"), "command": earlier.get("command"), "cpu_flags": machine.get("cpu_flags"),
+             **row} for row in earlier.get("rows", []) if row.get("name") not in systems]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA / "scifact"), help="BEIR dataset directory")
@@ -372,18 +389,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                else [s for s in SYSTEMS if s != "mpnet" or installed(MPNET)])
     suffix = "-quick" if args.quick else "-reduced" if limits else ""
     mode = "quick" if args.quick else "reduced" if limits else "full"
-    rows: list[dict[str, Any]] = []
+    name_of_result = f"beir-{dataset.name}{suffix}"
+    payload = {"dataset": dataset.name, "data_sha256": dataset.sha256, "mode": mode, "task": args.task,
+               "protocol": dataset.protocol}
+    rows = kept_rows(result_path(name_of_result, args.output), payload, systems)
+    done = 0
     for name in systems:
         label, runner = system_runner(name, args)
         began = time.perf_counter()
         scores = evaluate(dataset, runner(dataset))
-        rows.append({"name": name, "model": label, **scores, "seconds": round(time.perf_counter() - began, 1)})
+        header = run_header()
+        rows.append({"name": name, "model": label, **scores, "seconds": round(time.perf_counter() - began, 1),
+                     "date": header["date"], "command": header["command"],
+                     "cpu_flags": header["machine"].get("cpu_flags")})
+        done += 1
         print(f"  {name:8s} " + "  ".join(f"{m} {scores[m]:.4f}" for m in METRICS) + f"  ({rows[-1]['seconds']} s)")
-        path = write_result(f"beir-{dataset.name}{suffix}",  # after every system: a killed run keeps its rows
-                            {"dataset": dataset.name, "data_sha256": dataset.sha256, "mode": mode, "task": args.task,
-                             "protocol": dataset.protocol, "rows": rows, "complete": len(rows) == len(systems)},
-                            args.output)
-    print(f"wrote {path}" if rows else "no systems run")
+        path = write_result(name_of_result,  # after every system: a killed run keeps its rows
+                            {**payload, "rows": rows, "complete": done == len(systems)}, args.output)
+    print(f"wrote {path}" if done else "no systems run")
     return 0
 
 

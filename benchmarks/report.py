@@ -287,13 +287,22 @@ def quality(ctx: Context) -> list[str]:
         for dataset, result in beir.items():
             partial = "" if result.data.get("complete", True) else " (partial: the run has not finished every system)"
             lines += [f"#### {dataset}{partial}", ""] + protocol_line(result.data.get("protocol"))
-            lines += table(["row", "model", "NDCG@10", "Recall@100", "MRR@10", "seconds"],
+            lines += table(["row", "model", "NDCG@10", "Recall@100", "MRR@10", "seconds", "run (UTC)"],
                            ([row["name"], row.get("model", "–"), num(row.get("ndcg@10")), num(row.get("recall@100")),
-                             num(row.get("mrr@10")), num(row.get("seconds", row.get("encode_s")), 1)]
+                             num(row.get("mrr@10")), num(row.get("seconds", row.get("encode_s")), 1),
+                             run_cell(row, result)]
                             for row in result.data.get("rows", [])))
             lines += [f"_{result.provenance}_", ""]
         lines += quality_plot(ctx, beir, "quality" if index == 0 else f"quality-{label.split()[0]}", label)
     return lines
+
+
+def run_cell(row: dict[str, Any], result: Result) -> str:
+    """When and on which CPU a row was scored (rows of one table may come from different runs)."""
+    date = (row.get("date") or result.data.get("date") or "")[:16].replace("T", " ")
+    flags = row.get("cpu_flags") or (result.data.get("machine") or {}).get("cpu_flags") or []
+    simd = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    return f"{date} {simd}".strip() or "–"
 
 
 def protocol_line(protocol: dict[str, Any] | None) -> list[str]:

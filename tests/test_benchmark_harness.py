@@ -191,3 +191,17 @@ def test_fusion_weight_one_is_the_retrievers_hybrid_search(dataset_dir, tiny_enc
     for q, ranked in runs[1.0].items():
         assert list(ranked.values()) == pytest.approx(list(hybrid[q].values()))
     assert beir.evaluate(dataset, runs[0.0]) == beir.evaluate(dataset, beir.run_keywords(dataset))
+
+
+def test_a_rerun_replaces_its_systems_rows_and_keeps_the_others(dataset_dir, tmp_path):
+    output = tmp_path / "beir-toy.json"
+    assert beir.main(["--data", str(dataset_dir), "--full", "--systems", "bm25,keywords", "--output", str(output)]) == 0
+    first = json.loads(output.read_text())["rows"]
+    assert beir.main(["--data", str(dataset_dir), "--full", "--systems", "keywords-unstemmed,keywords",
+                      "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())["rows"]
+    assert [r["name"] for r in rows] == ["bm25", "keywords-unstemmed", "keywords"]
+    assert rows[0] == {**first[0]} and rows[0]["command"] and "cpu_flags" in rows[0]
+    assert rows[2]["date"] >= first[1]["date"] and rows[2]["ndcg@10"] == first[1]["ndcg@10"]
+    beir.main(["--data", str(dataset_dir), "--max-queries", "3", "--systems", "bm25", "--output", str(output)])
+    assert [r["name"] for r in json.loads(output.read_text())["rows"]] == ["bm25"]  # another protocol: a new table
