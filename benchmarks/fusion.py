@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5,2", help="dense-list weights to score")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default=None)
+    parser.add_argument("--cache-dir", default=str(CACHE_ROOT), help="beir.py's document embedding cache "
+                        "[default: %(default)s]")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     if args.split == "test":
@@ -63,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = args.task or DEFAULT_TASKS.get(dataset.name, "generic")
     weights = [float(w) for w in args.weights.split(",")]
     print(f"{dataset.name} ({args.split}): {len(dataset.docs)} docs, {len(dataset.queries)} queries, task {task}")
-    runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True), task, weights, cache_root=CACHE_ROOT)
+    runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True), task, weights,
+                         cache_root=Path(args.cache_dir))
     rows = []
     for weight, run in runs.items():
         rows.append({"dense_weight": weight, **evaluate(dataset, run)})
