@@ -61,6 +61,7 @@ from _common import DEFAULT_DATA, ROOT, files_sha256, read_jsonl, result_path, r
 from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
+from indexer import keywords  # noqa: E402
 from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -174,7 +175,6 @@ def run_keywords(dataset: Dataset, *, stemmed: bool = True) -> Run:
     `stemmed=False`: with the unicode61 tokenizer that indexes had before the stemmer."""
     import sqlite3
 
-    from indexer import keywords
     from indexer.sqlite_import import sqlite_utils
 
     db = sqlite_utils.Database(sqlite3.connect(":memory:", isolation_level=None))
@@ -287,12 +287,6 @@ def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size:
     return best_chunk_run(list(dataset.queries), [[(h.doc_id, h.score) for h in row] for row in hits])
 
 
-def keywords_tokenizer() -> str:
-    from indexer.keywords import TOKENIZER
-
-    return TOKENIZER
-
-
 @functools.cache
 def load_llm(model: str, adapters: tuple[str, ...], *, bidirectional: bool, precision: str = "fp32") -> Any:
     """The encoder of an LLM system, loaded once per process (`llm2vec` and `hybrid` share it)."""
@@ -309,7 +303,7 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name == "bm25-porter":
         return "bm25s + PyStemmer english", functools.partial(run_bm25, stem=True)
     if name == "keywords":
-        return f"SQLite FTS5 ({keywords_tokenizer()})", run_keywords
+        return f"SQLite FTS5 ({keywords.TOKENIZER})", run_keywords
     if name == "keywords-unstemmed":
         return "SQLite FTS5 (unicode61)", functools.partial(run_keywords, stemmed=False)
     if name == "minilm":
@@ -326,7 +320,7 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         label = (args.model + "".join(f" + {a}" for a in args.adapter)
-                 + (f" + SQLite FTS5 BM25, {keywords_tokenizer()} (RRF)" if hybrid else "")
+                 + (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} (RRF)" if hybrid else "")
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
                                                           precision=args.precision),

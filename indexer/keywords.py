@@ -4,9 +4,9 @@
 Its tokenizer is `unicode61` (Unicode word boundaries, case folding, diacritics removed, so
 "Café" matches "cafe") under FTS5's `porter` stemmer, so "proteins" matches "protein" and
 "running" matches "run": the same words a Lucene/Pyserini English BM25 conflates. On the full
-CACM, NPL and SciFact collections it scores 0.470 / 0.430 / 0.687 NDCG@10 against 0.403 /
-0.358 / 0.657 without stemming (RESULTS.md, "Keyword side"). The stemmer only rewrites Latin
-suffixes; other scripts pass through unchanged.
+CACM, NPL and SciFact collections it scores 0.470 / 0.430 / 0.686 NDCG@10 against 0.403 /
+0.358 / 0.657 without stemming (the `keywords` rows of benchmarks/RESULTS.md). The stemmer only
+rewrites Latin suffixes; other scripts pass through unchanged.
 
 Indexes written before the stemmer keep working: `needs_rebuild` spots the old tokenizer and
 `rebuild_keyword_table` rebuilds the table from `chunks` in one transaction (the writer does it

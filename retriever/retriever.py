@@ -44,7 +44,8 @@ class Hit:
     """One retrieved chunk: its text, the document it came from, that document's metadata, a score.
 
     `score` is the reciprocal-rank-fusion score when the search was hybrid (the default for text
-    queries: about 1/61 for a hit first in one list), else the cosine similarity to the query. `start`/`end` are character offsets of the chunk in its document.
+    queries: about 1/61 for a hit first in one list), else the cosine similarity to the query.
+    `start`/`end` are character offsets of the chunk in its document.
     """
 
     doc_id: str
@@ -171,9 +172,9 @@ class Retriever:
         restricts to documents whose metadata matches (see `indexer.filters`; `k` hits come back
         whenever `k` chunks match, see `planner`); `score_threshold` drops hits whose cosine to the
         query is below it, in either mode; `mmr=True` picks `k` diverse hits from `fetch_k`
-        (default `max(4k, 20)`) dense candidates with `lambda_mult` (1 = relevance only). `nprobe` (IVF) and
-        `ef_search` (HNSW) trade speed for recall on approximate indexes. A `k` larger than the
-        index returns every matching chunk.
+        (default `max(4k, 20)`) dense candidates with `lambda_mult` (1 = relevance only).
+        `nprobe` (IVF) and `ef_search` (HNSW) trade speed for recall on approximate indexes. A `k`
+        larger than the index returns every matching chunk.
         """
         if not isinstance(query, str):
             raise RetrieverError(f"query must be a string, got {type(query).__name__}")
@@ -359,6 +360,11 @@ class Retriever:
                    chunk_id=chunk["id"], position=chunk["position"], start=chunk["start"], end=chunk["end"])
 
 
+def is_hybrid(hybrid: bool | None, mmr: bool) -> bool:
+    """Whether a text search is hybrid: as asked, else (None, the default) unless `mmr`."""
+    return not mmr if hybrid is None else hybrid
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     """The validated options of one search (how candidates are ranked and how hard FAISS looks)."""
@@ -377,8 +383,7 @@ class SearchOptions:
         """Validate, and resolve `hybrid=None` (the default) to hybrid unless `mmr`."""
         if options["mmr"] and options["hybrid"]:
             raise RetrieverError("mmr and hybrid search do not combine; choose one (hybrid=False with mmr)")
-        if options["hybrid"] is None:
-            options["hybrid"] = not options["mmr"]
+        options["hybrid"] = is_hybrid(options["hybrid"], options["mmr"])
         if not 0.0 <= options["lambda_mult"] <= 1.0:
             raise RetrieverError(f"lambda_mult must be between 0 and 1, got {options['lambda_mult']}")
         for name in ("fetch_k", "nprobe", "ef_search"):

@@ -85,7 +85,7 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
         raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts "
                                "(searched --dense-only)")
     filter = parse_filters(conditions, filter_json)
-    from .retriever import Retriever  # the model libraries: only once a search runs
+    from .retriever import Retriever, is_hybrid  # the model libraries: only once a search runs
     from .sharded import ShardedRetriever
 
     try:
@@ -105,6 +105,6 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
         for rank, hit in enumerate(hits, 1):
             click.echo(json.dumps({"rank": rank, **hit.to_dict()}, ensure_ascii=False))
     elif hits:
-        click.echo(_table(hits, "cosine" if shards or mmr or hybrid is False else "rrf"))
+        click.echo(_table(hits, "rrf" if not shards and is_hybrid(hybrid, mmr) else "cosine"))
     else:
         click.echo("no hits", err=True)
