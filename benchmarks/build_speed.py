@@ -66,6 +66,15 @@ def stored_chunks(index_dir: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT text FROM chunks ORDER BY id")]
 
 
+def code_under_test() -> dict[str, str]:
+    """Which `indexer` the timed processes import (PYTHONPATH may point at another checkout) and its commit."""
+    found = subprocess.run([sys.executable, "-c", "import indexer; print(indexer.__file__)"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    root = Path(found).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {"path": str(root), "commit": commit.stdout.strip() or "unknown"}
+
+
 def spread(values: Sequence[float]) -> dict[str, Any]:
     median = statistics.median(values)
     return {"values": [round(v, 3) for v in values], "median": round(median, 3), "min": round(min(values), 3),
@@ -122,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{n_docs / statistics.median(bare_s):.3f} docs/s (encode only {n_docs / statistics.median(encode_s):.3f}); "
           f"build / bare = {ratio:.3f}x (target >= {TARGET}x)")
     written = write_result(f"build_speed{'-quick' if args.quick else ''}", {
-        "machine": {**machine_info(), "cpu_flags": flags}, "data": str(args.data), "model": args.model,
+        "machine": {**machine_info(), "cpu_flags": flags}, "code": code_under_test(), "data": str(args.data),
+        "model": args.model,
         "docs": n_docs, "chunks": len(texts), "batch_size": args.batch_size, "pairs": args.pairs,
         "seconds": {"build": spread(build_s), "bare": spread(bare_s), "bare_load": spread(load_s),
                     "bare_encode_only": spread(encode_s)},

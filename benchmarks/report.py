@@ -486,6 +486,23 @@ def startup(ctx: Context) -> list[str]:
     return lines + table(["command", "median s", "range s", "target s"], rows) + [f"_{result.provenance}_", ""]
 
 
+def build_speed(ctx: Context) -> list[str]:
+    lines = ["## `l2v index build` against the bare encode of the same chunks", ""]
+    results = ctx.glob("build_speed*.json")
+    if not results:
+        return lines + not_run("python benchmarks/build_speed.py --data ../shared/data/scifact")
+    lines += ["Fresh processes, wall clock, A B A B: the build (parse, chunk, encode, SQLite and FAISS commits, "
+              "keyword table) against a script that loads the encoder and encodes the chunks the build stored; "
+              "medians over the rounds. A row per code version measured (its commit).", ""]
+    rows = [[r.data.get("code", {}).get("commit", "–"), r.data["docs"], r.data["chunks"],
+             num(r.data["docs_per_s"]["build"]), num(r.data["docs_per_s"]["bare"]),
+             f"**{times(r.data['ratio'])}** ({', '.join(times(x) for x in r.data['ratio_per_round'])})",
+             times(r.data.get("target")), ' '.join(r.data.get("machine", {}).get("cpu_flags", []))]
+            for r in results]
+    return lines + table(["code", "docs", "chunks", "build docs/s", "bare encode docs/s", "build / bare (rounds)",
+                          "target", "CPU flags"], rows) + sources(results) + [""]
+
+
 # ---------------------------------------------------------------- indexing
 
 
@@ -730,7 +747,8 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, parity, encode_speed, precision_quality, startup, indexing, query_speed, serve_load, scale)
+    sections = (headline, quality, ablation, parity, encode_speed, precision_quality, startup, build_speed,
+                indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
 

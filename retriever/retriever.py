@@ -27,6 +27,7 @@ from indexer.store import IndexStore
 from .encoders import check_compatible, encoder_for_manifest
 from .errors import IndexOpenError, RetrieverError
 from indexer.filters import check_fields, compile_filter
+from indexer.llm2vec.recipes import hybrid_dense_weight
 from .fusion import reciprocal_rank_fusion
 from .instructions import resolve_instruction
 from .mmr import maximal_marginal_relevance
@@ -81,10 +82,16 @@ def _check_queries(queries: Any) -> list[str]:
 class Retriever:
     """Search an index built by `indexer.Indexer` (open it with `Retriever.open(index_dir)`)."""
 
-    def __init__(self, store: IndexStore, encoder: TextEncoder | None, *, batch_size: int = 32) -> None:
+    def __init__(self, store: IndexStore, encoder: TextEncoder | None, *, batch_size: int = 32,
+                 dense_weight: float | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
+        if dense_weight is None:
+            dense_weight = hybrid_dense_weight(store.manifest.get("encoder") or {})
+        if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)) or not dense_weight >= 0:
+            raise RetrieverError(f"dense_weight must be a number >= 0, got {dense_weight!r}")
+        self.dense_weight = float(dense_weight)
         self._selections: OrderedDict[tuple[str, tuple[Any, ...], str], tuple[int, Selector]] = OrderedDict()
         if encoder is not None:
             check_compatible(store.manifest, encoder)
@@ -99,13 +106,16 @@ class Retriever:
         device: str | None = None,
         batch_size: int = 32,
         runtime: str = "auto",
+        dense_weight: float | None = None,
     ) -> "Retriever":
         """Open `index_dir` read-only and load the encoder its manifest names (cached per process).
 
         Pass an already-loaded `encoder` to reuse it; it must produce the index's vectors
         (`IndexMismatchError` otherwise). `runtime="auto"` loads the encoder's cached ONNX
         Runtime export when there is one (same vectors, no torch: a start in about a second),
-        "onnx" exports it first if needed, "torch" always loads the torch model.
+        "onnx" exports it first if needed, "torch" always loads the torch model. `dense_weight`
+        weighs the dense list in hybrid search, the keyword list's being 1 (default: the weight
+        chosen for the index's encoder recipe, `recipes.HYBRID_DENSE_WEIGHTS`, else 1).
         """
         try:
             store = IndexStore.open(index_dir, read_only=True)
@@ -114,7 +124,7 @@ class Retriever:
         if encoder is None:
             encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device, index_dir=index_dir,
                                            runtime=runtime)
-        return cls(store, encoder, batch_size=batch_size)
+        return cls(store, encoder, batch_size=batch_size, dense_weight=dense_weight)
 
     def close(self) -> None:
         self.store.close()
@@ -347,7 +357,7 @@ class Retriever:
             found, matrix = self.store.stored_vectors([i for i in keyword if i not in above])
             above.update(int(i) for i, cosine in zip(found, matrix @ vector) if cosine >= threshold)
             keyword = [chunk_id for chunk_id in keyword if chunk_id in above]
-        return reciprocal_rank_fusion([[i for i, _ in dense], keyword])
+        return reciprocal_rank_fusion([[i for i, _ in dense], keyword], weights=[self.dense_weight, 1.0])
 
     def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
         wanted = sorted({i for row in ranked for i, _ in row})

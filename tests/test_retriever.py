@@ -142,6 +142,27 @@ def test_hybrid_fuses_keyword_hits(retriever: Retriever) -> None:
     assert "d07" not in [h.doc_id for h in filtered] and len(filtered) == 5
 
 
+def test_hybrid_weighs_the_dense_list_as_its_recipe_says(index_dir: Path, tiny_encoder: LLM2VecEncoder,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.llm2vec import recipes
+
+    with Retriever.open(index_dir, tiny_encoder) as plain:
+        assert plain.dense_weight == 1.0  # a recipe with no chosen weight fuses with equal weights
+        dense = [h.chunk_id for h in plain.search("zebracorn", k=24, hybrid=False)]
+        equal = plain.search("zebracorn", k=5, fetch_k=24)
+    monkeypatch.setitem(recipes.HYBRID_DENSE_WEIGHTS, plain.store.manifest["encoder"]["model"], 0.25)
+    with Retriever.open(index_dir, tiny_encoder) as weighted, \
+            Retriever.open(index_dir, tiny_encoder, dense_weight=0.0) as keyword_only:
+        assert weighted.dense_weight == 0.25
+        hits = weighted.search("zebracorn", k=5, fetch_k=24)
+        rank = dense.index(hits[0].chunk_id) + 1
+        assert hits[0].doc_id == "d07" and hits[0].score == pytest.approx(1 / 61 + 0.25 / (60 + rank))
+        assert [h.score for h in hits] != [h.score for h in equal]
+        assert keyword_only.search("zebracorn", k=1, fetch_k=24)[0].score == pytest.approx(1 / 61)
+    with pytest.raises(RetrieverError, match="dense_weight"):
+        Retriever.open(index_dir, tiny_encoder, dense_weight=-1)
+
+
 def test_text_queries_are_hybrid_by_default(retriever: Retriever) -> None:
     default = retriever.search("zebracorn", k=5)
     hybrid = retriever.search("zebracorn", k=5, hybrid=True)

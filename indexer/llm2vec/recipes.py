@@ -25,6 +25,10 @@ from .errors import ModelLoadError
 
 SHIPPED_VERSIONS: dict[str, int] = {"smollm2-135m": 1}
 """Version of the adapters shipped in `pretrained/<name>/`; embedded models not listed ship version 1."""
+HYBRID_DENSE_WEIGHTS: dict[str, float] = {}
+"""Weight of the dense list in hybrid search (the keyword list weighs 1) for a shipped recipe, by its
+canonical name: chosen with benchmarks/fusion.py on a development split, never on a test set.
+A recipe not listed, or stacked with other adapters, fuses with equal weights."""
 FIRST_VERSION = 1
 BASE_RECIPE = "base"
 _VERSION = re.compile(r"[1-9][0-9]*")
@@ -130,3 +134,10 @@ def check_manifest_recipe(manifest: Mapping[str, Any], index_dir: str | Path | N
     name = parse_recipe_name(model)
     if name.model in EMBEDDED_MODELS:
         check_version(name, manifest=manifest, index_dir=index_dir)
+
+
+def hybrid_dense_weight(encoder_spec: Mapping[str, Any]) -> float:
+    """The dense list's weight in hybrid search for the encoder an index manifest describes."""
+    if encoder_spec.get("adapters"):
+        return 1.0
+    return HYBRID_DENSE_WEIGHTS.get(str(encoder_spec.get("model")), 1.0)
