@@ -80,6 +80,7 @@ def rows_of(path: Path) -> dict[str, list]:
             # chunk ids follow commit order, which a local build's read-ahead groups by length
             "chunks": conn.execute('SELECT doc_id, position, start, "end", text FROM chunks ORDER BY doc_id, position')
                           .fetchall(),
+            "chunk_ids": [row[0] for row in conn.execute("SELECT id FROM chunks ORDER BY doc_id, position")],
             "shards": conn.execute("SELECT name FROM shards").fetchall(),
         }
     finally:
@@ -91,13 +92,9 @@ def assert_same_index(local: Path, ray_built: Path) -> None:
     (chunk ids follow commit order, which differs: matched by document and position)."""
     a, b = rows_of(local), rows_of(ray_built)
     assert a["documents"] == b["documents"] and a["chunks"] == b["chunks"] and a["chunks"]
-    ids = []
-    for path in (local, ray_built):
-        with sqlite3.connect(path / "meta.sqlite") as conn:
-            ids.append([row[0] for row in conn.execute("SELECT id FROM chunks ORDER BY doc_id, position")])
     with IndexStore.open(local) as x, IndexStore.open(ray_built) as y:
-        assert np.allclose(x.reconstruct(ids[0]), y.reconstruct(ids[1]), atol=1e-5)
-        assert sorted(y.vectors.ids().tolist()) == sorted(ids[1])
+        assert np.allclose(x.reconstruct(a["chunk_ids"]), y.reconstruct(b["chunk_ids"]), atol=1e-5)
+        assert sorted(y.vectors.ids().tolist()) == sorted(b["chunk_ids"])
     assert not (ray_built / "shards").exists()  # every shard file was committed and removed
 
 
@@ -266,7 +263,7 @@ def test_a_dying_worker_fails_the_build_clearly_and_nothing_is_half_committed(tm
         committed = indexer.committed_shards()
         counts = rows_of(indexer.path)
         assert len(committed) <= 1 and len(counts["documents"]) == 3 * len(committed)
-        assert {row[0] for row in counts["chunks"]} == set(indexer.store.vectors.ids().tolist())
+        assert set(counts["chunk_ids"]) == set(indexer.store.vectors.ids().tolist())
 
 
 def test_an_interrupted_build_resumes_skipping_committed_and_reusing_stored_shards(tmp_path, ray_local, tiny_llama,
