@@ -62,6 +62,7 @@ from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
 from indexer import keywords  # noqa: E402
+from indexer.llm2vec.recipes import hybrid_dense_weight  # noqa: E402
 from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -319,12 +320,12 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
                                              cache_root=args.cache_root)
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
+        encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
+        fusion = f" (RRF, dense weight {hybrid_dense_weight(encoder.spec()):g})"  # what Retriever.open reads
         label = (args.model + "".join(f" + {a}" for a in args.adapter)
-                 + (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} (RRF)" if hybrid else "")
+                 + (f" + SQLite FTS5 BM25, {keywords.TOKENIZER}{fusion}" if hybrid else "")
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
-        return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
-                                                          precision=args.precision),
-                                             args.task, hybrid=hybrid, cache_root=args.cache_root)
+        return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root)
     if name == "int8":
         label = args.model + "".join(f" + {a}" for a in args.adapter) + " (int8, ONNX Runtime)"
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from indexer.llm2vec.training import TrainConfig, train
-from indexer.llm2vec.training.distill import (PARAGRAPH_SOURCE, TEACHER_FILE, candidates, distill_stage,
+from indexer.llm2vec.training.distill import (PARAGRAPH_SOURCE, TEACHER_FILE, TEACHER_META, candidates, distill_stage,
                                               distillation_loss, paragraph_pairs, prepare, read_distill_pairs)
 
 pytest.importorskip("sentence_transformers", reason="distillation needs sentence-transformers (the bench extra)")
@@ -127,6 +127,17 @@ def test_training_resumes_and_reuses_the_teacher_data(config):
     assert steps == [1, 2, 3, 4]
     assert (first / TEACHER_FILE).stat().st_mtime_ns == stamp  # neither re-encoded nor re-mined
     assert (first / "adapter_model.safetensors").is_file()
+
+
+def test_an_exported_distilled_adapter_names_its_teacher_and_data(config, tmp_path):
+    from indexer.llm2vec.training import export_adapter
+
+    run = train(config(max_steps=2), show_progress=False)
+    shipped = export_adapter(run, tmp_path / "shipped" / "distill", base_model="tiny:base")
+    meta = json.loads((shipped / TEACHER_META).read_text())
+    assert meta == json.loads((run / TEACHER_META).read_text())
+    assert len(meta["teacher_sha256"]) == 64 and len(meta["paragraphs_sha256"]) == 64
+    assert not (shipped / TEACHER_FILE).exists()  # the teacher's vectors stay in the run
 
 
 def test_a_teacher_belongs_to_the_distill_stage(tmp_path):

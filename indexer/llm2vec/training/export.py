@@ -2,7 +2,8 @@
 
 A run directory holds optimizer checkpoints and a base-model path of the machine that trained it.
 `export_adapter` copies only what loading and reproducing need (adapter weights in float16, the
-adapter and LLM2Vec configs, the training config, log and data hash) and names the base model
+adapter and LLM2Vec configs, the training config, log and data hash, and for a distilled adapter
+`teacher.json`: the teacher's and the data's hashes its soft targets came from) and names the base model
 portably, e.g. "smollm2-135m:base".
 """
 
@@ -15,10 +16,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .distill import TEACHER_META
 from .trainer import LOG_NAME
 
 WEIGHTS = "adapter_model.safetensors"
-KEPT = ("llm2vec_config.json", "train_config.json", "train_provenance.json", LOG_NAME)
+KEPT = ("llm2vec_config.json", "train_config.json", "train_provenance.json", LOG_NAME, TEACHER_META)
 
 
 def export_adapter(run_dir: str | Path, target: str | Path, *, base_model: str | None = None,
