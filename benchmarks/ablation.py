@@ -3,7 +3,8 @@
     python benchmarks/ablation.py [--data ../shared/data] [--configs causal,bidirectional,...] [--full]
 
 Rows: the untrained model with causal attention, with bidirectional attention, then the shipped
-adapters (bidirectional + MNTP, + MNTP + SimCSE, + MNTP + supervised), with BM25 for orientation.
+adapters (bidirectional + MNTP, + MNTP + SimCSE, + MNTP + supervised, + distillation on top), with BM25
+for orientation.
 Columns: NDCG@10 and Recall@100 on the BEIR sets (through our indexer and retriever, as
 `beir.py` runs them) and Spearman correlation of cosine similarity on STS-B test and SICK-R test.
 None of these test sets is used for training (MNTP/SimCSE: wiki_text; supervised: qa_pairs).
@@ -43,6 +44,8 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
     "bi+mntp+simcse": ("smollm2-135m:mntp+simcse", True, "bidirectional + MNTP + unsupervised SimCSE"),
     "bi+mntp+supervised": ("smollm2-135m:mntp+supervised", True,
                            "bidirectional + MNTP + supervised contrastive (the shipped default)"),
+    "bi+mntp+supervised+distill": ("smollm2-135m:mntp+supervised+distill", True,
+                                   "+ distilled from all-MiniLM-L6-v2 (mined negatives + soft targets, distill.yaml)"),
 }
 
 

@@ -122,9 +122,11 @@ def test_candidates_are_positives_then_given_and_mined_negatives(config):
 def test_training_resumes_and_reuses_the_teacher_data(config):
     first = train(config(max_steps=2), show_progress=False)
     stamp = (first / TEACHER_FILE).stat().st_mtime_ns
+    with (first / "train_log.jsonl").open("a") as log:  # a run killed after logging step 3, before its checkpoint
+        log.write(json.dumps({"step": 3, "loss": 9.9}) + "\n")
     train(config(max_steps=4), show_progress=False)  # the rerun resumes at step 2
     steps = [json.loads(line)["step"] for line in (first / "train_log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
+    assert steps == [1, 2, 3, 4]  # the lost step 3 logged once, as redone
     assert (first / TEACHER_FILE).stat().st_mtime_ns == stamp  # neither re-encoded nor re-mined
     assert (first / "adapter_model.safetensors").is_file()
 

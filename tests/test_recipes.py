@@ -29,6 +29,18 @@ def test_base_recipe_has_no_adapters_and_unknown_recipes_are_refused():
         SMOLLM2.recipe_adapters("mntp+dpo")
 
 
+def test_a_stage_is_listed_on_top_of_the_stages_it_was_trained_on(tmp_path, monkeypatch):
+    from indexer.llm2vec import sources
+
+    for stage, trained_on in (("mntp", []), ("supervised", ["mntp"]), ("distill", ["mntp", "supervised"])):
+        (tmp_path / "m" / stage).mkdir(parents=True)
+        (tmp_path / "m" / stage / "adapter_config.json").write_text("{}")
+        (tmp_path / "m" / stage / "train_config.json").write_text(
+            json.dumps({"adapters": [f"/elsewhere/pretrained/m/{name}" for name in trained_on]}))
+    monkeypatch.setattr(sources, "PRETRAINED", tmp_path)
+    assert shipped_recipes("m") == ["base", "mntp+supervised+distill", "mntp", "mntp+supervised"]
+
+
 def test_shipped_adapters_carry_their_reproduction_record():
     for recipe in shipped_recipes("smollm2-135m")[1:]:
         for adapter in SMOLLM2.recipe_adapters(recipe):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -29,6 +30,18 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return fast_bf16(device)
 
 
+def _open_log(path: Path, start: int):
+    """The training log for appending from step `start`: records of later steps (logged by a run killed
+    after its last checkpoint, and about to be redone) are dropped first, so each step appears once."""
+    if start and path.is_file():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if line.strip() and json.loads(line)["step"] <= start]
+        staging = path.with_name(path.name + ".tmp")
+        staging.write_text("".join(kept), encoding="utf-8")
+        os.replace(staging, path)
+    return path.open("a", encoding="utf-8")
+
+
 def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
     """Run (or resume) one stage; returns the directory holding the trained adapter."""
     output = Path(config.output_dir)
@@ -50,7 +63,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
 
     bf16 = use_bf16(config.bf16, device)
     config.save(output / "train_config.json")
-    log = (output / LOG_NAME).open("a", encoding="utf-8")
+    log = _open_log(output / LOG_NAME, start)
     skip = start * config.grad_accum
     if stage.groups is not None:
         data = grouped_batches(stage.groups, config.batch_size, config.seed, skip=skip)
