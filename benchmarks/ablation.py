@@ -11,7 +11,8 @@ None of these test sets is used for training (MNTP/SimCSE: wiki_text; supervised
 
 By default the retrieval sets use `beir.py --quick`'s reduced corpora and SICK-R a seeded sample
 of 500 test pairs, so the table fits in about an hour of 2 CPU cores; `--full` uses everything.
-Finished configurations are cached in `benchmarks/.work/ablation/`, so an interrupted run resumes.
+Finished configurations are cached in `benchmarks/.work/ablation/`, so an interrupted run resumes, and
+the result keeps the rows of configurations not named in `--configs` (so one new row needs one run).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, ROOT, files_sha256, write_result  # noqa: E402
-from beir import DEFAULT_TASKS, QUICK, evaluate, load_dataset, run_bm25, run_llm2vec  # noqa: E402
+from _common import DEFAULT_DATA, ROOT, files_sha256, result_path, write_result  # noqa: E402
+from beir import DEFAULT_TASKS, QUICK, evaluate, kept_rows, load_dataset, run_bm25, run_llm2vec  # noqa: E402
 
 RETRIEVAL = ("scifact", "cacm", "npl")
 STS_INSTRUCTION = "Retrieve semantically similar text"
@@ -109,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [{"name": "bm25", "model": "bm25s", "description": "lexical baseline (bm25s)", "stsb": None, "sickr": None,
              **{name: {k: v for k, v in evaluate(ds, run_bm25(ds)).items() if k != "mrr@10"}
                 for name, ds in datasets.items()}}]
-    for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    result = "ablation" + ("" if args.full else "-quick")  # rows of configs not rerun stay, with their run's date
+    rows += kept_rows(result_path(result, args.output), {"protocol": protocol, "data_sha256": hashes}, ["bm25", *configs])
+    for name in configs:
         if name not in CONFIGS:
             raise SystemExit(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
         encoder = load_config(name)
@@ -122,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(row, indent=2))
         rows.append(row)
-    path = write_result("ablation" + ("" if args.full else "-quick"),
-                        {"protocol": protocol, "data_sha256": hashes, "rows": rows}, args.output)
+    path = write_result(result, {"protocol": protocol, "data_sha256": hashes, "rows": rows}, args.output)
     print(f"wrote {path}")
     return 0
 

@@ -38,7 +38,7 @@ def test_a_stage_is_listed_on_top_of_the_stages_it_was_trained_on(tmp_path, monk
         (tmp_path / "m" / stage / "train_config.json").write_text(
             json.dumps({"adapters": [f"/elsewhere/pretrained/m/{name}" for name in trained_on]}))
     monkeypatch.setattr(sources, "PRETRAINED", tmp_path)
-    assert shipped_recipes("m") == ["base", "mntp+supervised+distill", "mntp", "mntp+supervised"]
+    assert shipped_recipes("m") == ["base", "mntp", "mntp+supervised", "mntp+supervised+distill"]
 
 
 def test_shipped_adapters_carry_their_reproduction_record():

@@ -108,12 +108,12 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 def shipped_recipes(name: str) -> list[str]:
     """Recipes an embedded model can load: "base", then each shipped stage on top of the stages it was
     trained on (the adapters its `train_config.json` lists), e.g. "mntp+supervised"."""
-    recipes = [BASE_RECIPE]
+    recipes = []
     for directory in sorted(d for d in (PRETRAINED / name).glob("*") if (d / "adapter_config.json").is_file()):
         config = directory / "train_config.json"
         trained_on = json.loads(config.read_text(encoding="utf-8")).get("adapters") or [] if config.is_file() else []
         recipes.append("+".join([Path(adapter).name for adapter in trained_on] + [directory.name]))
-    return recipes
+    return [BASE_RECIPE] + sorted(recipes, key=lambda recipe: (recipe.count("+"), recipe))
 
 
 def file_sha256(path: str | Path) -> str:
