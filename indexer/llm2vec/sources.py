@@ -111,7 +111,7 @@ def shipped_recipes(name: str) -> list[str]:
     recipes = []
     for directory in sorted(d for d in (PRETRAINED / name).glob("*") if (d / "adapter_config.json").is_file()):
         config = directory / "train_config.json"
-        trained_on = json.loads(config.read_text(encoding="utf-8")).get("adapters") or [] if config.is_file() else []
+        trained_on = (json.loads(config.read_text(encoding="utf-8")).get("adapters") or []) if config.is_file() else []
         recipes.append("+".join([Path(adapter).name for adapter in trained_on] + [directory.name]))
     return [BASE_RECIPE] + sorted(recipes, key=lambda recipe: (recipe.count("+"), recipe))
 

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
@@ -30,7 +31,7 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return fast_bf16(device)
 
 
-def _open_log(path: Path, start: int):
+def _open_log(path: Path, start: int) -> TextIO:
     """The training log for appending from step `start`: records of later steps (logged by a run killed
     after its last checkpoint, and about to be redone) are dropped first, so each step appears once."""
     if start and path.is_file():
