@@ -85,7 +85,7 @@ train-default: setup
 	$(L2V) train export $(TRAIN_RUNS)/simcse $(RECIPE)/simcse
 
 # Distillation from all-MiniLM-L6-v2 on top of the shipped MNTP and supervised adapters (recipe
-# distill.yaml, sized for 2 CPU cores: about 2 h, plus ~30 min for the teacher's vectors). Resumable:
+# distill.yaml, sized for 2 CPU cores: about 75 min, after ~22 min for the teacher's vectors). Resumable:
 # rerun to continue, e.g. `nohup make train-distill > .cache/train/distill.out 2>&1 &`; progress in
 # $(TRAIN_RUNS)/distill/train_log.jsonl. distill-gpu.yaml is the paper-scale recipe for a GPU.
 .PHONY: train-distill

@@ -321,9 +321,9 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
-        fusion = f" (RRF, dense weight {hybrid_dense_weight(encoder.spec()):g})"  # what Retriever.open reads
-        label = (args.model + "".join(f" + {a}" for a in args.adapter)
-                 + (f" + SQLite FTS5 BM25, {keywords.TOKENIZER}{fusion}" if hybrid else "")
+        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} (RRF, dense weight "  # the weight Retriever.open reads
+                  f"{hybrid_dense_weight(encoder.spec()):g})") if hybrid else ""
+        label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
         return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root)
     if name == "int8":

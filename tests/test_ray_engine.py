@@ -75,12 +75,13 @@ def ray_local():
 def rows_of(path: Path) -> dict[str, list]:
     conn = sqlite3.connect(path / "meta.sqlite")
     try:
+        # chunk ids follow commit order, which a local build's read-ahead groups by length
+        chunks = conn.execute('SELECT id, doc_id, position, start, "end", text FROM chunks ORDER BY doc_id, position')
+        rows = chunks.fetchall()
         return {
             "documents": conn.execute("SELECT id, content_hash, metadata FROM documents ORDER BY id").fetchall(),
-            # chunk ids follow commit order, which a local build's read-ahead groups by length
-            "chunks": conn.execute('SELECT doc_id, position, start, "end", text FROM chunks ORDER BY doc_id, position')
-                          .fetchall(),
-            "chunk_ids": [row[0] for row in conn.execute("SELECT id FROM chunks ORDER BY doc_id, position")],
+            "chunks": [row[1:] for row in rows],
+            "chunk_ids": [row[0] for row in rows],
             "shards": conn.execute("SELECT name FROM shards").fetchall(),
         }
     finally:
