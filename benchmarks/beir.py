@@ -73,8 +73,8 @@ DEFAULT_TASKS = {"scifact": "scientific_claim"}
 """Task instruction per dataset name; others use the generic retrieval instruction."""
 SYSTEMS = ("bm25", "bm25-porter", "keywords", "keywords-unstemmed", "minilm", "mpnet", "causal", "llm2vec", "hybrid", "int8", "bf16")
 """`int8`: the llm2vec system at `precision="int8"` (the ONNX Runtime fast path); `bf16`: at
-`precision="bf16"` (CPUs with native bf16 only). bf16 shares fp32's fingerprint, so it bypasses
-the embedding cache, which would hand it the fp32 vectors."""
+`precision="bf16"` (CPUs with native bf16 only); each keeps its own index and cached vectors
+(`vectors_key`)."""
 
 Run = dict[str, dict[str, float]]
 
@@ -241,6 +241,12 @@ def run_sentence_transformer(dataset: Dataset, path: str, label: str, *, cache_r
     return dense_run(dataset, docs, encode(list(dataset.queries.values())))
 
 
+def vectors_key(encoder: Any) -> str:
+    """What an index and its cached chunk vectors are kept under: the encoder's fingerprint and its
+    precision (bf16 shares fp32's fingerprint, and must not resume an fp32 index or read its vectors)."""
+    return f"{encoder.fingerprint()}-{encoder.precision}"
+
+
 def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_root: Path | None = None) -> Path:
     """Index the corpus with our `Indexer` (resumable; kept under WORK, keyed by data, encoder and
     precision). Chunk vectors go through the embedding cache (`cache_root`), so another index of
@@ -249,10 +255,9 @@ def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_r
 
     from indexer import Indexer
 
-    # by precision too: bf16 shares fp32's fingerprint, and must not resume (reuse) an fp32 index
-    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / f"{encoder.fingerprint()}-{encoder.precision}"
+    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / vectors_key(encoder)
     if cache_root is not None:
-        encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, encoder.fingerprint(), dataset.name))
+        encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, vectors_key(encoder), dataset.name))
     with Indexer(index_dir, encoder, batch_size=batch_size) as indexer:  # streamed: commits as it goes
         docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
                     desc=f"index {dataset.name}", unit="doc")
@@ -333,7 +338,7 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name == "bf16":
         label = args.model + "".join(f" + {a}" for a in args.adapter) + " (bf16, torch)"
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
-                                                          precision="bf16"), args.task, cache_root=None)
+                                                          precision="bf16"), args.task, cache_root=args.cache_root)
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 

@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5,2", help="dense-list weights to score")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default=None)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="as beir.py's: bf16 on CPUs with native bf16, its own index and cached vectors")
     parser.add_argument("--cache-dir", default=str(CACHE_ROOT), help="beir.py's document embedding cache "
                         "[default: %(default)s]")
     parser.add_argument("--output", default=None)
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = args.task or DEFAULT_TASKS.get(dataset.name, "generic")
     weights = [float(w) for w in args.weights.split(",")]
     print(f"{dataset.name} ({args.split}): {len(dataset.docs)} docs, {len(dataset.queries)} queries, task {task}")
-    runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True), task, weights,
+    runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True, precision=args.precision), task, weights,
                          cache_root=Path(args.cache_dir))
     rows = []
     for weight, run in runs.items():
@@ -73,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  dense weight {weight:<5}" + "  ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
     path = write_result(f"fusion-{dataset.name}-{args.split}",
                         {"dataset": dataset.name, "split": args.split, "data_sha256": dataset.sha256, "task": task,
-                         "model": args.model, "protocol": dataset.protocol, "rows": rows}, args.output)
+                         "model": args.model, "precision": args.precision, "protocol": dataset.protocol, "rows": rows}, args.output)
     print(f"wrote {path}")
     return 0
 

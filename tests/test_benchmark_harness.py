@@ -135,6 +135,30 @@ def test_a_torn_shard_is_moved_aside_and_its_texts_encoded_again(tmp_path):
     assert calls == [["a", "b"]]
 
 
+def test_bf16_chunk_vectors_are_cached_apart_from_fp32s(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    """bf16 shares fp32's fingerprint: with the cache keyed by it alone, `--precision bf16` wrote
+    its vectors where a later fp32 run read them back as its own."""
+    from indexer.llm2vec import precision as precision_module
+    from indexer.llm2vec.precision import apply_precision
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    dataset = beir.load_dataset(dataset_dir)
+    cache_root = tmp_path / "cache"
+    beir.run_llm2vec(dataset, apply_precision(tiny_encoder, "bf16"), "generic", cache_root=cache_root)
+    encoded: list[str] = []
+    original = tiny_encoder.encode
+
+    def counting(texts, instruction=None, **kwargs):
+        if instruction is None and not isinstance(texts, str):
+            encoded.extend(texts)
+        return original(texts, instruction, **kwargs)
+
+    monkeypatch.setattr(tiny_encoder, "encode", counting)
+    beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root)
+    assert len(encoded) == len(dataset.docs)  # fp32 encodes its own, none read from bf16's
+
+
 def test_llm2vec_system_reads_chunk_vectors_from_the_cache(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
     import numpy as np
 
@@ -152,7 +176,7 @@ def test_llm2vec_system_reads_chunk_vectors_from_the_cache(dataset_dir, tiny_enc
     cache_root = tmp_path / "cache"
     run = beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root)
     assert len(encoded) == len(dataset.docs)  # one chunk per toy document, each encoded once
-    cache = EmbeddingCache(cache_root, tiny_encoder.fingerprint(), dataset.name)
+    cache = EmbeddingCache(cache_root, beir.vectors_key(tiny_encoder), dataset.name)
     texts = list(dataset.docs.values())
     np.testing.assert_allclose(cache.get(texts), original(texts, normalize=True), atol=1e-5)
     encoded.clear()
