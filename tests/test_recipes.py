@@ -29,6 +29,17 @@ def test_base_recipe_has_no_adapters_and_unknown_recipes_are_refused():
         SMOLLM2.recipe_adapters("mntp+dpo")
 
 
+def test_a_stage_stacked_on_other_stages_than_it_was_trained_on_is_refused():
+    """Any "+"-combination of shipped stages loaded: "mntp+distill" stacked the distilled adapter
+    on MNTP alone, without the supervised stage it was trained on, and gave other vectors silently."""
+    with pytest.raises(ModelLoadError, match="distill adapter was trained on top of mntp\\+supervised, not mntp: "
+                                             "use smollm2-135m:mntp\\+supervised\\+distill"):
+        SMOLLM2.recipe_adapters("mntp+distill")
+    with pytest.raises(ModelLoadError, match="mntp adapter was trained on top of the base model alone, not supervised"):
+        SMOLLM2.recipe_adapters("supervised+mntp")
+    assert [Path(a).name for a in SMOLLM2.recipe_adapters("mntp+supervised+distill")] == ["mntp", "supervised", "distill"]
+
+
 def test_a_stage_is_listed_on_top_of_the_stages_it_was_trained_on(tmp_path, monkeypatch):
     from indexer.llm2vec import sources
 

@@ -46,15 +46,23 @@ class EmbeddedModel:
     """Adapter stages (joined by "+") that the bare name loads; "base" for none."""
 
     def recipe_adapters(self, recipe: str) -> tuple[str, ...]:
-        """The shipped adapter directories of `recipe` ("mntp+supervised", "base", ...)."""
+        """The shipped adapter directories of `recipe`, one of `shipped_recipes` ("mntp+supervised",
+        "base", ...): a stage stacks only on the stages it was trained on."""
         if recipe == BASE_RECIPE:
             return ()
         stages = recipe.split("+")
         directories = [PRETRAINED / self.name / stage for stage in stages]
         missing = [d.name for d in directories if not (d / "adapter_config.json").is_file()]
+        recipes = shipped_recipes(self.name)
         if missing or not stages:
             raise ModelLoadError(f"{self.name!r} ships no adapter(s) {', '.join(missing) or recipe!r}; recipes: "
-                                 f"{', '.join(shipped_recipes(self.name))}")
+                                 f"{', '.join(recipes)}")
+        if recipe not in recipes:
+            trained = next(r for r in recipes if r.split("+")[-1] == stages[-1])
+            raise ModelLoadError(f"{self.name!r}'s {stages[-1]} adapter was trained on top of "
+                                 f"{'+'.join(trained.split('+')[:-1]) or 'the base model alone'}, not "
+                                 f"{'+'.join(stages[:-1]) or 'the base model alone'}: use {self.name}:{trained} "
+                                 f"(recipes: {', '.join(recipes)})")
         return tuple(str(d) for d in directories)
 
 
