@@ -195,6 +195,24 @@ def test_bf16_where_native_keeps_the_fp32_fingerprint_and_rows(tiny_llama, monke
         onnx_encoder(bf16)
 
 
+def test_bf16_runs_its_shortest_inputs_in_fp32(tiny_llama, monkeypatch):
+    """bf16 rows of two- and three-word texts drift (cosine 0.93 to fp32 on SmolLM2): inputs under
+    FP32_BELOW_TOKENS tokens are encoded by the fp32 model, longer ones in bf16."""
+    from indexer.llm2vec.bf16_encoder import FP32_BELOW_TOKENS
+
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    fp32 = LLM2VecEncoder.from_pretrained(tiny_llama)
+    bf16 = LLM2VecEncoder.from_pretrained(tiny_llama, precision="bf16")
+    short = ["signal", "radio waves"]
+    long = ["the quick brown fox jumps over the lazy dog and then runs far away into the deep dark forest",
+            "owls sleep by day and hunt by night, gliding silently over the fields in search of mice and voles"]
+    assert max(len(t.input_ids) for t in fp32.tokenize(short)) < FP32_BELOW_TOKENS
+    assert min(len(t.input_ids) for t in fp32.tokenize(long)) >= FP32_BELOW_TOKENS
+    np.testing.assert_allclose(bf16.encode(short), fp32.encode(short), rtol=0, atol=1e-6)
+    long_bf16, long_fp32 = bf16.encode(long), fp32.encode(long)
+    assert not np.allclose(long_bf16, long_fp32, rtol=0, atol=1e-6) and _cosines(long_bf16, long_fp32).min() > 0.99
+
+
 def test_choose_takes_the_fastest_candidate_that_meets_the_bar():
     bar = precision_module.AUTO_MIN_COSINE
     candidates = {"int8": {"seconds": 1.0, "min_cosine": bar - 0.01}, "bf16": {"seconds": 2.0, "min_cosine": bar + 0.005}}

@@ -30,10 +30,11 @@ against 0.97 for ONNX Runtime fp32 and 1.29 for this recipe, medians of 3, 2 thr
 1.3x fp32 with AVX512-VNNI, against 1.6x for this recipe.
 
 "bf16" casts the torch model to bfloat16 where the hardware multiplies bf16 natively (AVX512-BF16
-or AMX, or a GPU): on the shipped SmolLM2 adapters rows agree with fp32 to 0.9993 on passages and
-claims (0.986 on a few three-word texts), so a bf16 encoder keeps the fp32 fingerprint (its index
-is searched with fp32 queries, and vice versa); on other CPUs it is refused, since torch's
-fallback kernels run bf16 at a few GFLOP/s.
+or AMX, or a GPU) and runs inputs under 16 tokens on the fp32 model (`bf16_encoder`: bf16 rows of
+two-word texts fall to cosine 0.93): on the shipped SmolLM2 adapters rows agree with fp32 to 0.9989
+or better, so a bf16 encoder keeps the fp32 fingerprint (its index is searched with fp32 queries,
+and vice versa); on other CPUs it is refused, since torch's fallback kernels run bf16 at a few
+GFLOP/s.
 
 "auto" runs a short self-check on the calibration set: of int8 and (where native) bf16, the
 fastest whose rows agree with fp32 (min cosine >= `AUTO_MIN_COSINE`) and that encodes them faster than
@@ -257,10 +258,11 @@ def bf16_unavailable(device: torch.device) -> str | None:
 
 
 def bf16_encoder(encoder: "LLM2VecEncoder") -> "LLM2VecEncoder":
-    """A bfloat16 copy of the fp32 torch `encoder` (same settings, same fingerprint)."""
-    return type(encoder)(copy.deepcopy(encoder.model).to(torch.bfloat16), encoder.tokenizer, encoder.config,
-                         chat_template=encoder.format.chat_template, provenance=encoder.provenance,
-                         fold_all_caps=encoder.format.fold_all_caps)
+    """A bfloat16 copy of the fp32 torch `encoder` (same settings, same fingerprint) that runs its
+    shortest inputs on `encoder` itself (module `bf16_encoder`)."""
+    from .bf16_encoder import Bf16Encoder
+
+    return Bf16Encoder(encoder)
 
 
 def choose(fp32_seconds: float, candidates: dict[str, dict[str, float]]) -> str:
