@@ -439,7 +439,8 @@ def encode_speed(ctx: Context) -> list[str]:
                               results)
 
 
-TARGET_BY_CASE = {"passages_fp32": 1.3, "queries_fp32": 2.0, "passages_bf16": 2.0, "passages_int8": 2.5, "queries_int8": 2.0}
+TARGET_BY_CASE = {"passages_fp32": 1.3, "queries_fp32": 2.0, "passages_bf16": 2.5, "queries_bf16": 2.0, "passages_int8": 2.5,
+                  "queries_int8": 2.0}
 """encode_speed.py's targets, for the plot when a case is missing from one machine's result."""
 
 
