@@ -76,13 +76,14 @@ TRAIN_RUNS := .cache/train/smollm2-135m
 
 .PHONY: train-default
 
-train-default: setup
+train-default: setup $(VENV)/.bench-ready
 	$(L2V) train mntp --config $(RECIPE)/mntp.yaml --data $(DATA)/wiki_text/paragraphs.txt --output $(TRAIN_RUNS)/mntp
 	$(L2V) train export $(TRAIN_RUNS)/mntp $(RECIPE)/mntp
 	$(L2V) train supervised --config $(RECIPE)/supervised.yaml --data $(DATA)/qa_pairs/pairs.jsonl -a $(RECIPE)/mntp --output $(TRAIN_RUNS)/supervised
 	$(L2V) train export $(TRAIN_RUNS)/supervised $(RECIPE)/supervised
 	$(L2V) train simcse --config $(RECIPE)/simcse.yaml --data $(DATA)/wiki_text/paragraphs.txt -a $(RECIPE)/mntp --output $(TRAIN_RUNS)/simcse
 	$(L2V) train export $(TRAIN_RUNS)/simcse $(RECIPE)/simcse
+	$(MAKE) train-distill
 
 # Distillation from all-MiniLM-L6-v2 on top of the shipped MNTP and supervised adapters (recipe
 # distill.yaml, sized for 2 CPU cores: about 75 min, after ~22 min for the teacher's vectors). Resumable:

@@ -14,9 +14,9 @@ from indexer.llm2vec.sources import PRETRAINED, shipped_recipes
 SMOLLM2 = EMBEDDED_MODELS["smollm2-135m"]
 
 
-def test_default_recipe_is_mntp_then_supervised():
+def test_default_recipe_is_mntp_then_supervised_then_distilled():
     adapters = SMOLLM2.recipe_adapters(SMOLLM2.default_recipe)
-    assert [Path(a).name for a in adapters] == ["mntp", "supervised"]
+    assert [Path(a).name for a in adapters] == ["mntp", "supervised", "distill"]
     for adapter in adapters:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == "smollm2-135m:base"  # portable, not a machine path
