@@ -225,8 +225,11 @@ def beir_mode(result: Result) -> str:
 
 def beir_results(ctx: Context, mode: str) -> dict[str, Result]:
     """beir-<dataset>[-quick].json of one mode by dataset, the three retrieval datasets first."""
-    found = {r.data.get("dataset") or r.path.stem.removeprefix("beir-").removesuffix("-quick"): r
-             for r in ctx.glob("beir-*.json") if beir_mode(r) == mode}
+    found = {}
+    for r in ctx.glob("beir-*.json"):
+        name = r.path.stem.removeprefix("beir-").removesuffix("-quick")
+        if beir_mode(r) == mode and r.data.get("dataset", name) == name:  # not a side run (beir-scifact-distill.json)
+            found[name] = r
     order = [d for d in RETRIEVAL_DATASETS if d in found] + sorted(set(found) - set(RETRIEVAL_DATASETS))
     return {name: found[name] for name in order}
 
