@@ -135,6 +135,20 @@ def test_a_torn_shard_is_moved_aside_and_its_texts_encoded_again(tmp_path):
     assert calls == [["a", "b"]]
 
 
+def count_document_encodes(encoder, monkeypatch) -> list[str]:
+    """The texts `encoder` is asked to encode without an instruction (documents), as they come."""
+    encoded: list[str] = []
+    original = encoder.encode
+
+    def counting(texts, instruction=None, **kwargs):
+        if instruction is None and not isinstance(texts, str):
+            encoded.extend(texts)
+        return original(texts, instruction, **kwargs)
+
+    monkeypatch.setattr(encoder, "encode", counting)
+    return encoded
+
+
 def test_bf16_chunk_vectors_are_cached_apart_from_fp32s(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
     """bf16 shares fp32's fingerprint: with the cache keyed by it alone, `--precision bf16` wrote
     its vectors where a later fp32 run read them back as its own."""
@@ -146,15 +160,7 @@ def test_bf16_chunk_vectors_are_cached_apart_from_fp32s(dataset_dir, tiny_encode
     dataset = beir.load_dataset(dataset_dir)
     cache_root = tmp_path / "cache"
     beir.run_llm2vec(dataset, apply_precision(tiny_encoder, "bf16"), "generic", cache_root=cache_root)
-    encoded: list[str] = []
-    original = tiny_encoder.encode
-
-    def counting(texts, instruction=None, **kwargs):
-        if instruction is None and not isinstance(texts, str):
-            encoded.extend(texts)
-        return original(texts, instruction, **kwargs)
-
-    monkeypatch.setattr(tiny_encoder, "encode", counting)
+    encoded = count_document_encodes(tiny_encoder, monkeypatch)
     beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root)
     assert len(encoded) == len(dataset.docs)  # fp32 encodes its own, none read from bf16's
 
@@ -164,15 +170,8 @@ def test_llm2vec_system_reads_chunk_vectors_from_the_cache(dataset_dir, tiny_enc
 
     monkeypatch.setattr(beir, "WORK", tmp_path / "work")
     dataset = beir.load_dataset(dataset_dir)
-    encoded: list[str] = []
     original = tiny_encoder.encode
-
-    def counting(texts, instruction=None, **kwargs):
-        if instruction is None and not isinstance(texts, str):
-            encoded.extend(texts)
-        return original(texts, instruction, **kwargs)
-
-    monkeypatch.setattr(tiny_encoder, "encode", counting)
+    encoded = count_document_encodes(tiny_encoder, monkeypatch)
     cache_root = tmp_path / "cache"
     run = beir.run_llm2vec(dataset, tiny_encoder, "generic", cache_root=cache_root)
     assert len(encoded) == len(dataset.docs)  # one chunk per toy document, each encoded once
