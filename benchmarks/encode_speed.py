@@ -11,8 +11,9 @@ batch size 32, 2 torch threads on both sides; the reference runs in its own venv
 Cases: (a) ~200-token scifact passages, fp32; (b) short scifact queries (5-20 tokens), fp32;
 (c) our bfloat16 model on the passages (and, on CPUs with native bf16, the queries) against the
 reference's fp32, with the per-row cosine of our bf16 rows to our fp32 rows (`--no-bf16` skips
-it: on CPUs without native bf16 it runs at about 1.5 GFLOP/s); (d, e) our `precision="int8"` fast path (ONNX Runtime) on the
-passages and the queries, with the per-row cosine of its rows to our fp32 rows.
+it: on CPUs without native bf16 it runs at about 1.5 GFLOP/s); (d, e) our `precision="int8"` fast
+path (ONNX Runtime) on the passages and the queries, with the per-row cosine of its rows to our
+fp32 rows.
 
 The two sides alternate, A B A B: each of `--pairs` rounds (at least 3) times ours on every case,
 then the reference on every case (a fresh reference process per round; its model load is not

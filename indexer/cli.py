@@ -247,9 +247,10 @@ def _prepare_query_runtime(indexer: Indexer) -> None:
 
     click.echo("Preparing the fast query runtime for this encoder (once; ONNX Runtime, same vectors)...", err=True)
     try:
-        if encoder.precision == "fp32":
-            onnx_encoder(encoder)
-        else:  # a bf16 encoder shares the fp32 fingerprint: export the fp32 model it was made from
+        source = getattr(encoder, "fp32", encoder)  # a Bf16Encoder keeps the fp32 model it was made from
+        if source.precision == "fp32":
+            onnx_encoder(source)
+        else:  # a model loaded in bf16 shares the fp32 fingerprint: export the fp32 model of the manifest
             from .loading import encoder_from_manifest
 
             encoder_from_manifest(indexer.manifest, index_dir=indexer.path, runtime="onnx")

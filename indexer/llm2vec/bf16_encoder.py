@@ -13,6 +13,7 @@ text, so passages keep bf16's speed.
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import torch
 

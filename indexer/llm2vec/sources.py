@@ -59,10 +59,12 @@ class EmbeddedModel:
                                  f"{', '.join(recipes)}")
         if recipe not in recipes:
             trained = next(r for r in recipes if r.split("+")[-1] == stages[-1])
-            raise ModelLoadError(f"{self.name!r}'s {stages[-1]} adapter was trained on top of "
-                                 f"{'+'.join(trained.split('+')[:-1]) or 'the base model alone'}, not "
-                                 f"{'+'.join(stages[:-1]) or 'the base model alone'}: use {self.name}:{trained} "
-                                 f"(recipes: {', '.join(recipes)})")
+
+            def below(stack: list[str]) -> str:
+                return "+".join(stack[:-1]) or "the base model alone"
+
+            raise ModelLoadError(f"{self.name!r}'s {stages[-1]} adapter was trained on top of {below(trained.split('+'))}, "
+                                 f"not {below(stages)}: use {self.name}:{trained} (recipes: {', '.join(recipes)})")
         return tuple(str(d) for d in directories)
 
 
