@@ -28,7 +28,7 @@ from .model_cache import MergedModel
 from .pooling import pool
 from .precision import apply_precision, check_precision
 from .sources import resolve_model
-from .text_encoder import TextEncoder
+from .text_encoder import CPU_MAX_BATCH_TOKENS, GPU_MAX_BATCH_TOKENS, TextEncoder
 from .tokenization import CHAT_TEMPLATES
 
 
@@ -197,6 +197,10 @@ class LLM2VecEncoder(TextEncoder):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def max_batch_tokens(self) -> int:
+        return CPU_MAX_BATCH_TOKENS if self.device.type == "cpu" else GPU_MAX_BATCH_TOKENS
 
     @property
     def runtime(self) -> str:

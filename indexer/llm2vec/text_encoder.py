@@ -23,7 +23,13 @@ from .errors import InputError, ModelLoadError
 from .tokenization import PromptFormat, TokenizedText, collate, tokenize
 
 TextInput = str | Sequence[str] | Sequence[Sequence[str]]
-DEFAULT_MAX_BATCH_TOKENS = 16384
+CPU_MAX_BATCH_TOKENS = 2048
+"""A CPU batch's padded tokens. Small enough that each activation ([tokens, intermediate] floats,
+12 MB for SmolLM2) is reused from the allocator's heap rather than mapped afresh and page-faulted
+in on every layer: at 16384, 32 SciFact passages took 1.6x as long with 4-5x the kernel time
+(benchmarks/encode_speed.py)."""
+GPU_MAX_BATCH_TOKENS = 16384
+"""A GPU batch's padded tokens: large enough to fill the device."""
 ConvertTo = Literal["numpy", "torch", "list"]
 
 
@@ -104,6 +110,11 @@ class TextEncoder:
         raise NotImplementedError
 
     @property
+    def max_batch_tokens(self) -> int:
+        """`encode`'s default cap on a batch's padded tokens for the device this encoder runs on."""
+        return CPU_MAX_BATCH_TOKENS
+
+    @property
     def precision(self) -> str:
         """"fp32", or "int8" for the quantized fast path (see `precision`)."""
         return self.provenance.get("precision", "fp32")
@@ -152,7 +163,7 @@ class TextEncoder:
         instruction: str | Sequence[str | None] | None = None,
         *,
         batch_size: int | None = 32,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int | None = None,
         normalize: bool = False,
         show_progress_bar: bool | None = None,
         convert_to: ConvertTo = "numpy",
@@ -164,13 +175,16 @@ class TextEncoder:
         by the model but not pooled. A single string gives a 1-D vector.
 
         Texts of similar length go through the model together: a batch holds at most `batch_size`
-        texts (None: no limit) and `max_batch_tokens` padded tokens, and never pads a short text
-        to the length of a much longer one (`batching`).
+        texts (None: no limit) and `max_batch_tokens` padded tokens (None: the device's default,
+        `self.max_batch_tokens`), and never pads a short text to the length of a much longer one
+        (`batching`).
         """
         if convert_to not in ("numpy", "torch", "list"):
             raise InputError(f"convert_to must be 'numpy', 'torch' or 'list', got {convert_to!r}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if max_batch_tokens is None:
+            max_batch_tokens = self.max_batch_tokens
         if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
         single = isinstance(texts, str)
