@@ -26,8 +26,8 @@ TextInput = str | Sequence[str] | Sequence[Sequence[str]]
 CPU_MAX_BATCH_TOKENS = 2048
 """A CPU batch's padded tokens. Small enough that each activation ([tokens, intermediate] floats,
 12 MB for SmolLM2) stays in cache and is reused from the allocator's heap rather than mapped afresh
-and page-faulted in on every layer (ONNX Runtime gains too, 1.3x on int8): at 16384, 32 SciFact passages took 1.6x as long with 4-5x the kernel time
-(README, "The CPU batch budget")."""
+and page-faulted in on every layer: at 16384, 32 SciFact passages took 1.6x as long with 4-5x the
+kernel time (README, "The CPU batch budget"); ONNX Runtime's int8 gains 1.3x too."""
 GPU_MAX_BATCH_TOKENS = 16384
 """A GPU batch's padded tokens: large enough to fill the device."""
 ConvertTo = Literal["numpy", "torch", "list"]
