@@ -10,6 +10,7 @@ import pytest
 
 from indexer.llm2vec import InputError
 from indexer.llm2vec.batching import MAX_PADDING, length_batches
+from indexer.llm2vec.text_encoder import CPU_MAX_BATCH_TOKENS
 
 TEXTS = ["short", "a little longer text here", "Héllo wörld — ünïcode façade, 東京",
          "The quick brown fox jumps over the lazy dog. " * 6, "def encode(texts): return model(texts)",
@@ -61,17 +62,23 @@ def test_vectors_do_not_depend_on_the_batching(tiny_encoder):
         np.testing.assert_allclose(got, reference, atol=1e-5, rtol=1e-4)
 
 
-def test_encode_runs_the_model_on_batches_with_little_padding(tiny_encoder, monkeypatch):
-    shapes = []
-    real_embed = type(tiny_encoder).embed
+def _record_masks(encoder, monkeypatch) -> list[np.ndarray]:
+    """The attention mask of every batch `encoder` runs through its model, from now on."""
+    masks = []
+    real_embed = type(encoder).embed
 
     def spy(self, features):
-        mask = features["attention_mask"]
-        shapes.append((mask.shape[0] * mask.shape[1], int(mask.sum())))
+        masks.append(features["attention_mask"])
         return real_embed(self, features)
 
-    monkeypatch.setattr(type(tiny_encoder), "embed", spy)
+    monkeypatch.setattr(type(encoder), "embed", spy)
+    return masks
+
+
+def test_encode_runs_the_model_on_batches_with_little_padding(tiny_encoder, monkeypatch):
+    masks = _record_masks(tiny_encoder, monkeypatch)
     tiny_encoder.encode(TEXTS, batch_size=None, max_batch_tokens=16384)
+    shapes = [(mask.size, int(mask.sum())) for mask in masks]
     assert sum(real for _, real in shapes) == sum(len(i.input_ids) for i in tiny_encoder.tokenize(TEXTS))
     assert all(padded - real <= MAX_PADDING * padded for padded, real in shapes if padded > real)
     assert len(shapes) < len(TEXTS)  # similar lengths still share a batch
@@ -86,19 +93,10 @@ def test_bad_batch_settings_are_input_errors(tiny_encoder, kwargs, message):
 
 def test_a_cpu_encoder_caps_its_batches_at_the_cpu_token_budget(tiny_encoder, monkeypatch):
     """Large CPU batches map and page-fault fresh activations on every layer (1.6x slower at 16384)."""
-    from indexer.llm2vec.text_encoder import CPU_MAX_BATCH_TOKENS
-
-    padded = []
-    real_embed = type(tiny_encoder).embed
-
-    def spy(self, features):
-        padded.append(features["attention_mask"].size)
-        return real_embed(self, features)
-
-    monkeypatch.setattr(type(tiny_encoder), "embed", spy)
+    masks = _record_masks(tiny_encoder, monkeypatch)
     texts = [f"passage {i}: " + "retrieval augmented generation with bidirectional encoders " * 12 for i in range(48)]
     longest = max(len(item.input_ids) for item in tiny_encoder.tokenize(texts))
     assert 48 * longest > CPU_MAX_BATCH_TOKENS, "the texts must not fit one CPU batch"
     assert tiny_encoder.max_batch_tokens == CPU_MAX_BATCH_TOKENS
     tiny_encoder.encode(texts, batch_size=None)
-    assert len(padded) > 1 and max(padded) <= CPU_MAX_BATCH_TOKENS
+    assert len(masks) > 1 and max(mask.size for mask in masks) <= CPU_MAX_BATCH_TOKENS
