@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,27 @@ def test_a_teacher_belongs_to_the_distill_stage(tmp_path):
         TrainConfig.build("supervised", data="x", output_dir=str(tmp_path), teacher="all-MiniLM-L6-v2")
     with pytest.raises(ValueError, match="distill_weight"):
         TrainConfig.build("distill", data="x", output_dir=str(tmp_path), distill_weight=1.5)
+
+
+def test_teacher_follows_the_bf16_setting_and_records_it(config):
+    fp32 = config(output_dir=config().output_dir + "-fp32")
+    exact = prepare(fp32, read_distill_pairs(fp32), show_progress=False)
+    bf16 = config(bf16="true", output_dir=fp32.output_dir + "-bf16")
+    fast = prepare(bf16, read_distill_pairs(bf16), show_progress=False)
+    assert json.loads((Path(bf16.output_dir) / TEACHER_META).read_text())["teacher_bf16"] is True
+    assert json.loads((Path(fp32.output_dir) / TEACHER_META).read_text())["teacher_bf16"] is False
+    assert torch.allclose(fast.vectors.norm(dim=-1), torch.ones(len(fast.vectors)), atol=1e-5)
+    assert not torch.equal(fast.vectors, exact.vectors)  # bf16 did run: not the fp32 numbers
+    assert (fast.vectors * exact.vectors).sum(-1).min() > 0.99  # but close to them
+
+
+def test_teacher_reads_at_most_teacher_max_length_tokens(config):
+    full = config(output_dir=config().output_dir + "-full")
+    short = config(teacher_max_length=4, output_dir=full.output_dir + "-short")
+    whole = prepare(full, read_distill_pairs(full), show_progress=False)
+    cut = prepare(short, read_distill_pairs(short), show_progress=False)
+    assert json.loads((Path(short.output_dir) / TEACHER_META).read_text())["teacher_max_length"] == 4
+    # every passage is longer than 4 tokens ([CLS] + 2 words + [SEP]): each vector changes
+    assert ((cut.vectors - whole.vectors).norm(dim=-1) > 1e-4).all()
+    with pytest.raises(ValueError, match="teacher_max_length"):
+        config(teacher_max_length=0)

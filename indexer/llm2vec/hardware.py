@@ -24,3 +24,10 @@ def fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """bf16 autocast when `setting` is "true", or on "auto" where `device` runs bf16 matmuls natively."""
+    if setting != "auto":
+        return setting == "true"
+    return fast_bf16(device)

@@ -73,6 +73,9 @@ class TrainConfig:
     distill_weight: float = 0.5
     """Share of the KL term in the loss: (1 - w) * InfoNCE + w * KL(teacher || student)."""
     teacher_temperature: float = 0.05
+    teacher_max_length: int | None = None
+    """Tokens of each text the teacher reads (None: its own limit, 256 for the MiniLM and mpnet
+    teachers); set it near `max_length` so the soft targets score what the student sees."""
     mined_negatives: int = 2
     """Hard negatives mined by the teacher per pair."""
     negative_margin: float = 0.95
@@ -90,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if not 0 <= self.distill_weight <= 1:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.teacher_max_length is not None and self.teacher_max_length < 1:
+            raise ValueError(f"teacher_max_length must be a positive integer, got {self.teacher_max_length}")
         if self.teacher_temperature <= 0 or self.negative_margin <= 0 or self.mined_negatives < 0:
             raise ValueError("teacher_temperature and negative_margin must be positive, mined_negatives >= 0")
         if self.teacher and self.stage != "distill":

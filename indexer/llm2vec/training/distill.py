@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..hardware import use_bf16
 from ..sources import file_sha256
 from ..tokenization import collate
 from .config import TrainConfig
@@ -120,14 +121,25 @@ def mine_negatives(queries: torch.Tensor, vectors: torch.Tensor, positive: torch
     return mined
 
 
-def teacher_vectors(path: Path, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = True) -> torch.Tensor:
-    """The teacher's normalised vectors of `texts` (sentence-transformers, no instruction)."""
+def teacher_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def teacher_vectors(path: Path, texts: Sequence[str], *, bf16: bool = False, max_length: int | None = None,
+                    batch_size: int = 64, show_progress: bool = True) -> torch.Tensor:
+    """The teacher's normalised vectors of `texts` (sentence-transformers, no instruction), of their
+    first `max_length` tokens (None: the teacher's limit), under bf16 autocast with `bf16` (the
+    training's own setting: about 3x faster where bf16 is native)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu")
-    vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True,
-                           show_progress_bar=show_progress)
-    return vectors.float().cpu()
+    device = teacher_device()
+    model = SentenceTransformer(str(path), device=device.type)
+    if max_length is not None:
+        model.max_seq_length = min(max_length, model.max_seq_length or max_length)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                               convert_to_tensor=True, show_progress_bar=show_progress)
+    return F.normalize(vectors.float(), dim=-1).cpu()
 
 
 def _fingerprint(path: Path) -> str:
@@ -145,17 +157,21 @@ def prepare(config: TrainConfig, pairs: list[Pair], *, show_progress: bool = Tru
     positive = torch.tensor([index[p.positive] for p in pairs], dtype=torch.long)
     negative = torch.tensor([index[p.negative] if p.negative else -1 for p in pairs], dtype=torch.long)
     path = teacher_path(config.teacher)
+    bf16 = use_bf16(config.bf16, teacher_device())
     meta = {"teacher": str(config.teacher), "teacher_sha256": _fingerprint(path), "data_sha256": file_sha256(config.data),
             "paragraphs_sha256": file_sha256(config.paragraphs) if config.paragraphs else None,
             "paragraph_pairs": config.paragraph_pairs, "pairs": len(pairs), "passages": len(passages),
-            "mined_negatives": config.mined_negatives, "negative_margin": config.negative_margin}
+            "mined_negatives": config.mined_negatives, "negative_margin": config.negative_margin,
+            "teacher_bf16": bf16, "teacher_max_length": config.teacher_max_length}
     output = Path(config.output_dir)
     stored = output / TEACHER_META
     if stored.is_file() and (output / TEACHER_FILE).is_file() and json.loads(stored.read_text()) == meta:
         tensors = load_file(str(output / TEACHER_FILE))
         return TeacherData(pairs, passages, positive, negative, tensors["mined"], tensors["queries"], tensors["vectors"])
-    queries = teacher_vectors(path, [p.query for p in pairs], show_progress=show_progress)
-    vectors = teacher_vectors(path, passages, show_progress=show_progress)
+    queries = teacher_vectors(path, [p.query for p in pairs], bf16=bf16, max_length=config.teacher_max_length,
+                              show_progress=show_progress)
+    vectors = teacher_vectors(path, passages, bf16=bf16, max_length=config.teacher_max_length,
+                              show_progress=show_progress)
     groups: dict[str, list[int]] = {}
     for number, pair in enumerate(pairs):
         groups.setdefault(pair.source, []).append(number)

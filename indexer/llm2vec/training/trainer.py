@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import LLM2VecConfig
-from ..hardware import fast_bf16
+from ..hardware import use_bf16
 from ..sources import file_sha256
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -22,13 +22,6 @@ from .stages import STAGE_BUILDERS
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "train_log.jsonl"
-
-
-def use_bf16(setting: str, device: torch.device) -> bool:
-    """bf16 autocast when asked, or on "auto" where the hardware runs bf16 matmuls natively."""
-    if setting != "auto":
-        return setting == "true"
-    return fast_bf16(device)
 
 
 def _open_log(path: Path, start: int) -> TextIO:
