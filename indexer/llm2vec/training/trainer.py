@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from ..config import LLM2VecConfig
@@ -22,6 +24,15 @@ from .stages import STAGE_BUILDERS
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "train_log.jsonl"
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """The SDPA kernels training runs under: on CPU the math kernel, whose backward is plain matmuls;
+    the CPU flash kernel's backward took 6.8 s of a 37 s distill backward (72 texts x 80 tokens, bf16,
+    2 cores), and the step went from 30 s to 22 s without it. Elsewhere, torch's choice."""
+    if device.type == "cpu":
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def _open_log(path: Path, start: int) -> TextIO:
@@ -74,9 +85,10 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
                 group["lr"] = config.learning_rate * schedule(step)
             total_loss, tokens = 0.0, 0
             for _ in range(config.grad_accum):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss, seen = stage.loss(next(data), step)
-                (loss / config.grad_accum).backward()
+                with attention_kernels(device):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                        loss, seen = stage.loss(next(data), step)
+                    (loss / config.grad_accum).backward()
                 total_loss += loss.item() / config.grad_accum
                 tokens += seen
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0).item()
