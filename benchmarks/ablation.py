@@ -47,6 +47,8 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
                            "bidirectional + MNTP + supervised contrastive (the shipped default)"),
     "bi+mntp+supervised+distill": ("smollm2-135m:mntp+supervised+distill", True,
                                    "+ distilled from all-MiniLM-L6-v2 (mined negatives + soft targets, distill.yaml)"),
+    "bi+mntp+supervised+distill2": ("smollm2-135m:mntp+supervised+distill2", True,
+                                    "+ the longer distillation (distill2.yaml: 120 steps, teacher at 80 tokens)"),
 }
 
 
