@@ -88,8 +88,9 @@ train-default: setup $(VENV)/.bench-ready
 # Distillation from all-MiniLM-L6-v2 on top of the shipped MNTP and supervised adapters, sized for
 # 2 CPU cores; each resumes when rerun, e.g. `nohup make train-distill2 > .cache/train/distill2.out 2>&1 &`,
 # progress in $(TRAIN_RUNS)/<stage>/train_log.jsonl. distill.yaml: 75 steps (about 75 min in fp32,
-# after ~22 min for the teacher's vectors); distill2.yaml: 300 steps in bf16, the teacher reading the
-# student's 80 tokens. distill-gpu.yaml is the paper-scale recipe for a GPU.
+# after ~22 min for the teacher's vectors); distill2.yaml: 120 steps in bf16 (66 min on an AMX CPU,
+# after ~16 min for the teacher's vectors), the teacher reading the student's 80 tokens.
+# distill-gpu.yaml is the paper-scale recipe for a GPU.
 # $(1): the stage, also the name of its recipe file and of its adapter folder
 define distill_stage
 	$(L2V) train distill --quiet --config $(RECIPE)/$(1).yaml --data $(DATA)/qa_pairs/pairs.jsonl \

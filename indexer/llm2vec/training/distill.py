@@ -122,6 +122,7 @@ def mine_negatives(queries: torch.Tensor, vectors: torch.Tensor, positive: torch
 
 
 def teacher_device() -> torch.device:
+    """Where the teacher runs: the GPU when there is one."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
