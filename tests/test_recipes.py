@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from indexer.llm2vec import EMBEDDED_MODELS
 from indexer.llm2vec.errors import ModelLoadError
@@ -57,8 +58,10 @@ def test_shipped_adapters_carry_their_reproduction_record():
         for adapter in SMOLLM2.recipe_adapters(recipe):
             directory = Path(adapter)
             train_config = json.loads((directory / "train_config.json").read_text())
-            assert train_config["stage"] == directory.name and train_config["model"] == "smollm2-135m:base"
+            assert train_config["model"] == "smollm2-135m:base" and directory.name.startswith(train_config["stage"])
+            recipe_file = PRETRAINED / "smollm2-135m" / f"{directory.name}.yaml"
+            written = yaml.safe_load(recipe_file.read_text())  # the recipe it was trained with, as written
+            assert {key: train_config[key] for key in written} == written, recipe_file
             assert len(json.loads((directory / "train_provenance.json").read_text())["data_sha256"]) == 64
             steps = [json.loads(line)["step"] for line in (directory / "train_log.jsonl").read_text().splitlines()]
             assert steps[-1] == train_config["max_steps"]
-            assert (PRETRAINED / "smollm2-135m" / f"{directory.name}.yaml").is_file()
