@@ -17,8 +17,9 @@ corpus, queries and judgments in one run, and ranx computes NDCG@10, Recall@100 
   (installed with `--no-deps`); left out of the default systems when they are not installed.
 - `causal`: the same LLM with causal attention, mean pooling and no adapters.
 - `llm2vec`: our encoder (default: the embedded model with its shipped adapters), searched dense only.
-- `hybrid`: the same index searched with `hybrid=True`: the dense hits fused by reciprocal rank with
-  the BM25 hits of the index's own SQLite FTS5 table (what `l2v search` does by default).
+- `hybrid`: the same index searched with `hybrid=True`: the dense hits fused with the BM25 hits of
+  the index's own SQLite FTS5 table as the recipe's `HYBRID_FUSIONS` entry says (reciprocal ranks or
+  a convex combination of scores; what `l2v search` does by default).
 
 The LLM systems run through the product: `Indexer` builds a real FAISS + SQLite index (chunked
 like any user's), `Retriever.search_batch` answers the queries with the task's instruction, and a
@@ -62,7 +63,7 @@ from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
 from indexer import keywords  # noqa: E402
-from indexer.llm2vec.recipes import hybrid_dense_weight  # noqa: E402
+from indexer.llm2vec.recipes import hybrid_fusion  # noqa: E402
 from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -284,7 +285,7 @@ def best_chunk_run(query_ids: Sequence[str], ranked_doc_ids: Sequence[Sequence[t
 def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
                 hybrid: bool = False, cache_root: Path | None = None) -> Run:
     """Index the corpus (`build_index`) and search it with our `Retriever` (`hybrid`: its dense
-    hits fused with the index's own BM25 keyword hits by RRF)."""
+    hits fused with the index's own BM25 keyword hits)."""
     from retriever import Retriever
 
     index_dir = build_index(dataset, encoder, batch_size=batch_size, cache_root=cache_root)
@@ -326,8 +327,9 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
-        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} (RRF, dense weight "  # the weight Retriever.open reads
-                  f"{hybrid_dense_weight(encoder.spec()):g})") if hybrid else ""
+        chosen = hybrid_fusion(encoder.spec())  # what Retriever.open reads
+        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({chosen.function}, dense weight "
+                  f"{chosen.dense_weight:g})") if hybrid else ""
         label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
         return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root)

@@ -2,50 +2,49 @@
 
     python benchmarks/fusion.py --data ../shared/data/scifact --split train [--weights 0.25,0.5,0.75,1]
 
-`Retriever`'s hybrid search fuses its dense hits and its BM25 keyword hits by reciprocal rank
-(`retriever.fusion`), each list adding `weight / (60 + rank)`. This script scores weighted
-variants on judged queries that no test table uses (SciFact's `qrels/train.tsv`), through the
-same index `beir.py` builds (its document vectors come from beir.py's embedding cache) and the
-same candidate lists `Retriever._fuse` fuses (`fetch` = 4k dense and keyword chunks, k = 300), so
-a choice can be made there and then checked on the test collections.
+`Retriever`'s hybrid search fuses its dense hits and its BM25 keyword hits (`retriever.fusion`),
+by reciprocal rank (`rrf`, each list adding `weight / (60 + rank)`) or by a convex combination of
+min-max normalised scores (`convex`). This script scores both functions at several dense weights
+on judged queries that no test table uses (SciFact's `qrels/train.tsv`), through the same index
+`beir.py` builds (its document vectors come from beir.py's embedding cache) and `Retriever`'s own
+hybrid search, at each search depth k of `--depths` (a user's k = 10, the tables'
+k = 300; each fuses 4k dense and 4k keyword candidates), so a choice can be made there and then
+checked on the test collections.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import DEFAULT_DATA, write_result  # noqa: E402
 from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
-from beir import (DEFAULT_TASKS, DEPTH, METRICS, Dataset, Run, best_chunk_run, build_index, evaluate,  # noqa: E402
+from beir import (DEFAULT_TASKS, METRICS, Dataset, Run, best_chunk_run, build_index, evaluate,  # noqa: E402
                   load_dataset, load_llm)
 
 
-def weighted_runs(dataset: Dataset, encoder, task: str, weights: Sequence[float], *,
-                  cache_root: Path | None) -> dict[float, Run]:
-    """For each dense weight (the keyword list weighs 1): the run of that weighted RRF."""
+def weighted_runs(dataset: Dataset, encoder, task: str, weights: Sequence[float], fusions: Sequence[str],
+                  depths: Sequence[int], *, cache_root: Path | None) -> Iterator[tuple[tuple[str, float, int], Run]]:
+    """For each fusion function, dense weight (the keyword list weighs 1) and search depth k: the run
+    of `Retriever`'s hybrid search so configured (the queries encoded once), as it is scored."""
     from retriever import Retriever
-    from retriever.fusion import reciprocal_rank_fusion
+    from retriever.retriever import SearchOptions
 
     index_dir = build_index(dataset, encoder, cache_root=cache_root)
-    fetch = 4 * DEPTH * 3  # what Retriever fetches from each side for k = 300
     query_ids, texts = list(dataset.queries), list(dataset.queries.values())
+    options = SearchOptions.checked(mmr=False, hybrid=True, lambda_mult=0.5)
     with Retriever.open(index_dir, encoder) as retriever:
-        dense = retriever.search_by_vector(retriever.encode_queries(texts, task=task), fetch)
-        keyword = [[chunk_id for chunk_id, _ in retriever.store.keyword_search(text, fetch)] for text in texts]
-        wanted = sorted({i for row in keyword for i in row} | {h.chunk_id for row in dense for h in row})
-        doc_of = {c["id"]: c["doc_id"] for c in retriever.store.get_chunks(wanted)}
-    runs = {}
-    for weight in weights:
-        fused = [reciprocal_rank_fusion([[h.chunk_id for h in d], k], weights=[weight, 1.0])[: DEPTH * 3]
-                 for d, k in zip(dense, keyword)]
-        runs[weight] = best_chunk_run(query_ids, [[(doc_of[i], s) for i, s in row] for row in fused])
-    return runs
+        vectors = retriever.encode_queries(texts, task=task)
+        for fusion, weight, k in itertools.product(fusions, weights, depths):
+            configured = Retriever(retriever.store, encoder, fusion=fusion, dense_weight=weight)
+            hits = configured._search_vectors(vectors, k, texts, None, options)  # the search after encoding
+            yield (fusion, weight, k), best_chunk_run(query_ids, [[(h.doc_id, h.score) for h in row] for row in hits])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA / "scifact"), help="BEIR dataset directory")
     parser.add_argument("--split", default="train", help="a split no test table reports [default: %(default)s]")
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5,2", help="dense-list weights to score")
+    parser.add_argument("--fusions", default="rrf,convex", help="fusion functions to score: rrf (ranks), "
+                        "convex (min-max normalised scores) [default: %(default)s]")
+    parser.add_argument("--depths", default="10,300", help="search depths k (hits per query) to score "
+                        "[default: %(default)s]")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default=None)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
@@ -66,13 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = load_dataset(args.data, split=args.split)
     task = args.task or DEFAULT_TASKS.get(dataset.name, "generic")
     weights = [float(w) for w in args.weights.split(",")]
+    fusions = args.fusions.split(",")
+    if not set(fusions) <= {"rrf", "convex"}:
+        parser.error(f"--fusions takes rrf and/or convex, got {args.fusions!r}")
+    depths = [int(k) for k in args.depths.split(",")]
     print(f"{dataset.name} ({args.split}): {len(dataset.docs)} docs, {len(dataset.queries)} queries, task {task}")
     runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True, precision=args.precision), task, weights,
-                         cache_root=Path(args.cache_dir))
+                         fusions, depths, cache_root=Path(args.cache_dir))
     rows = []
-    for weight, run in runs.items():
-        rows.append({"dense_weight": weight, **evaluate(dataset, run)})
-        print(f"  dense weight {weight:<5}" + "  ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
+    for (fusion, weight, k), run in runs:
+        rows.append({"fusion": fusion, "dense_weight": weight, "k": k, **evaluate(dataset, run)})
+        print(f"  k {k:<4} {fusion:<7} dense weight {weight:<5}" + "  ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
     path = write_result(f"fusion-{dataset.name}-{args.split}",
                         {"dataset": dataset.name, "split": args.split, "data_sha256": dataset.sha256, "task": task,
                          "model": args.model, "precision": args.precision, "protocol": dataset.protocol, "rows": rows}, args.output)

@@ -93,7 +93,7 @@ class LLM2VecRetriever(SearchSettings, BaseRetriever):
 
     Construct with `index_dir=` (the encoder the manifest names is loaded once and cached) or with
     an open `retriever=`. `search_type` is None (the default: `Retriever`'s, hybrid), "hybrid"
-    (dense + BM25 by RRF), "similarity" (dense only) or "mmr";
+    (dense + BM25 fused), "similarity" (dense only) or "mmr";
     every search option can also be passed per call: `retriever.invoke("q", k=3, filter={...})`.
     `close()` (or a `with` block) releases the index.
     """

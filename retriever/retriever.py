@@ -5,8 +5,9 @@ one (LLM2Vec's asymmetric recipe), chosen by `task=` or given as `instruction=`,
 default task. Metadata filters run as `planner` decides (exact scoring of few allowed chunks, or
 FAISS with a cached ID selector and a widened search); every search reads one committed state
 (`IndexStore.snapshot`), so concurrent writers never show through. A text query is hybrid by
-default: its dense hits and the index's BM25 keyword hits (`indexer.keywords`) fused by reciprocal
-rank, which beat dense alone on every full collection measured (RESULTS.md); `hybrid=False` ranks
+default: its dense hits and the index's BM25 keyword hits (`indexer.keywords`) fused as the index's
+recipe chose (`recipes.HYBRID_FUSIONS`: reciprocal ranks, or a convex combination of normalised
+scores), which beat dense alone on every full collection measured (RESULTS.md); `hybrid=False` ranks
 by the dense hits alone, and `mmr=True` re-ranks `fetch_k` dense candidates for diversity.
 """
 
@@ -27,8 +28,8 @@ from indexer.store import IndexStore
 from .encoders import check_compatible, encoder_for_manifest
 from .errors import IndexOpenError, RetrieverError
 from indexer.filters import check_fields, compile_filter
-from indexer.llm2vec.recipes import hybrid_dense_weight
-from .fusion import reciprocal_rank_fusion
+from indexer.llm2vec.recipes import FUSION_FUNCTIONS, HybridFusion, hybrid_fusion
+from .fusion import convex_combination, reciprocal_rank_fusion
 from .instructions import resolve_instruction
 from .mmr import maximal_marginal_relevance
 from .planner import plan_search
@@ -44,8 +45,9 @@ KEYWORD_FETCH_MAX = 10_000
 class Hit:
     """One retrieved chunk: its text, the document it came from, that document's metadata, a score.
 
-    `score` is the reciprocal-rank-fusion score when the search was hybrid (the default for text
-    queries: about 1/61 for a hit first in one list), else the cosine similarity to the query.
+    `score` is the fused score when the search was hybrid (the default for text queries): an RRF
+    sum (about 1/61 for a hit first in one list) or a convex combination of min-max normalised
+    cosine and BM25 scores, as `Retriever.fusion` says; else the cosine similarity to the query.
     `start`/`end` are character offsets of the chunk in its document.
     """
 
@@ -83,15 +85,11 @@ class Retriever:
     """Search an index built by `indexer.Indexer` (open it with `Retriever.open(index_dir)`)."""
 
     def __init__(self, store: IndexStore, encoder: TextEncoder | None, *, batch_size: int = 32,
-                 dense_weight: float | None = None) -> None:
+                 dense_weight: float | None = None, fusion: str | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
-        if dense_weight is None:
-            dense_weight = hybrid_dense_weight(store.manifest.get("encoder") or {})
-        if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)) or not dense_weight >= 0:
-            raise RetrieverError(f"dense_weight must be a number >= 0, got {dense_weight!r}")
-        self.dense_weight = float(dense_weight)
+        self.fusion = _checked_fusion(hybrid_fusion(store.manifest.get("encoder") or {}), fusion, dense_weight)
         self._selections: OrderedDict[tuple[str, tuple[Any, ...], str], tuple[int, Selector]] = OrderedDict()
         if encoder is not None:
             check_compatible(store.manifest, encoder)
@@ -107,15 +105,18 @@ class Retriever:
         batch_size: int = 32,
         runtime: str = "auto",
         dense_weight: float | None = None,
+        fusion: str | None = None,
     ) -> "Retriever":
         """Open `index_dir` read-only and load the encoder its manifest names (cached per process).
 
         Pass an already-loaded `encoder` to reuse it; it must produce the index's vectors
         (`IndexMismatchError` otherwise). `runtime="auto"` loads the encoder's cached ONNX
         Runtime export when there is one (same vectors, no torch: a start in about a second),
-        "onnx" exports it first if needed, "torch" always loads the torch model. `dense_weight`
-        weighs the dense list in hybrid search, the keyword list's being 1 (default: the weight
-        chosen for the index's encoder recipe, `recipes.HYBRID_DENSE_WEIGHTS`, else 1).
+        "onnx" exports it first if needed, "torch" always loads the torch model. Hybrid search fuses
+        the dense and keyword lists with `fusion` ("rrf": reciprocal ranks, "convex": min-max
+        normalised scores), the dense list weighing `dense_weight` where the keyword list weighs 1;
+        each defaults to what was chosen for the index's encoder recipe (`recipes.HYBRID_FUSIONS`),
+        else RRF with equal weights.
         """
         try:
             store = IndexStore.open(index_dir, read_only=True)
@@ -124,7 +125,7 @@ class Retriever:
         if encoder is None:
             encoder = encoder_for_manifest(store.manifest, dtype=dtype, device=device, index_dir=index_dir,
                                            runtime=runtime)
-        return cls(store, encoder, batch_size=batch_size, dense_weight=dense_weight)
+        return cls(store, encoder, batch_size=batch_size, dense_weight=dense_weight, fusion=fusion)
 
     def close(self) -> None:
         self.store.close()
@@ -178,7 +179,7 @@ class Retriever:
         """The best `k` chunks for `query`, best first (fewer when fewer match).
 
         `hybrid` (the default, `None`, means hybrid unless `mmr`) fuses the `fetch_k` best dense
-        and BM25 keyword hits by reciprocal rank; `hybrid=False` ranks by cosine alone. `filter`
+        and BM25 keyword hits (`self.fusion`); `hybrid=False` ranks by cosine alone. `filter`
         restricts to documents whose metadata matches (see `indexer.filters`; `k` hits come back
         whenever `k` chunks match, see `planner`); `score_threshold` drops hits whose cosine to the
         query is below it, in either mode; `mmr=True` picks `k` diverse hits from `fetch_k`
@@ -287,7 +288,7 @@ class Retriever:
             if available == 0:
                 return [[] for _ in range(len(vectors))]
             k = min(k, available)
-            fetch = min(options.fetch_k or max(4 * k, 20), available) if (options.mmr or queries) else k
+            fetch = min(options.fetch_k or candidate_depth(k), available) if (options.mmr or queries) else k
             fetch = max(fetch, k)
             scores, ids = self._dense(vectors, fetch, selection, total, options)
             ranked: list[list[tuple[int, float]]] = []
@@ -343,21 +344,27 @@ class Retriever:
         self, query: str, vector: np.ndarray, dense: list[tuple[int, float]], fetch: int, selection: Selector | None,
         threshold: float | None,
     ) -> list[tuple[int, float]]:
-        """RRF of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in proportion.
-        With a `threshold`, keyword hits are held to it too (their cosine from the stored vectors)."""
+        """`self.fusion` of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in
+        proportion. A keyword hit's cosine (from its stored vector) holds it to a `threshold` and
+        scores it on the dense side of a convex combination."""
         limit = fetch
         if selection is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
             limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(selection.size, 1))))
-        keyword = [chunk_id for chunk_id, _ in self.store.keyword_search(query, limit)]
+        keyword = self.store.keyword_search(query, limit)
         if selection is not None:
             allowed_set = set(selection.ids.tolist())
-            keyword = [chunk_id for chunk_id in keyword if chunk_id in allowed_set][:fetch]
+            keyword = [(chunk_id, score) for chunk_id, score in keyword if chunk_id in allowed_set][:fetch]
+        cosines = dict(dense)
+        if threshold is not None or self.fusion.function == "convex":
+            found, matrix = self.store.stored_vectors([i for i, _ in keyword if i not in cosines])
+            cosines.update(zip(found.tolist(), (matrix @ vector).tolist()))
         if threshold is not None:
-            above = {chunk_id for chunk_id, _ in dense}
-            found, matrix = self.store.stored_vectors([i for i in keyword if i not in above])
-            above.update(int(i) for i, cosine in zip(found, matrix @ vector) if cosine >= threshold)
-            keyword = [chunk_id for chunk_id in keyword if chunk_id in above]
-        return reciprocal_rank_fusion([[i for i, _ in dense], keyword], weights=[self.dense_weight, 1.0])
+            keyword = [(chunk_id, score) for chunk_id, score in keyword if cosines.get(chunk_id, -np.inf) >= threshold]
+        weights = [self.fusion.dense_weight, 1.0]
+        if self.fusion.function == "convex":
+            candidates = {chunk_id: cosines[chunk_id] for chunk_id in dict(dense) | dict(keyword) if chunk_id in cosines}
+            return convex_combination([candidates, dict(keyword)], weights=weights)
+        return reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in keyword]], weights=weights)
 
     def _hydrate(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
         wanted = sorted({i for row in ranked for i, _ in row})
@@ -368,6 +375,22 @@ class Retriever:
     def _hit(chunk: dict[str, Any], score: float) -> Hit:
         return Hit(doc_id=chunk["doc_id"], text=chunk["text"], score=score, metadata=chunk["metadata"],
                    chunk_id=chunk["id"], position=chunk["position"], start=chunk["start"], end=chunk["end"])
+
+
+def _checked_fusion(chosen: HybridFusion, function: str | None, dense_weight: float | None) -> HybridFusion:
+    """`chosen` (the recipe's fusion) with the given `function` and `dense_weight` put in, checked."""
+    function = chosen.function if function is None else function
+    dense_weight = chosen.dense_weight if dense_weight is None else dense_weight
+    if function not in FUSION_FUNCTIONS:
+        raise RetrieverError(f"fusion must be one of {', '.join(FUSION_FUNCTIONS)}, got {function!r}")
+    if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)) or not dense_weight >= 0:
+        raise RetrieverError(f"dense_weight must be a number >= 0, got {dense_weight!r}")
+    return HybridFusion(function, float(dense_weight))
+
+
+def candidate_depth(k: int) -> int:
+    """How many candidates an MMR or hybrid search of depth `k` fetches from each list (unless `fetch_k`)."""
+    return max(4 * k, 20)
 
 
 def is_hybrid(hybrid: bool | None, mmr: bool) -> bool:

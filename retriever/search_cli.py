@@ -41,8 +41,10 @@ def _table(hits: list[Hit], score: str) -> str:
 @filter_options
 @click.option("--hybrid/--dense-only", default=None,
               help="How hits are ranked. Hybrid (the default on one index): the best dense hits and the "
-                   "index's BM25 keyword hits fused by reciprocal rank, so exact words (names, codes, rare "
-                   "terms) count too; scores are then RRF sums (about 1/61 for a hit first in one list). "
+                   "index's BM25 keyword hits fused, so exact words (names, codes, rare terms) count too, "
+                   "as the index's recipe chose: by reciprocal rank (scores are RRF sums, about 1/61 for a "
+                   "hit first in one list) or by a convex combination (weighted sums of min-max normalised "
+                   "cosine and BM25 scores); the score column is named after it. "
                    "--dense-only: by cosine similarity alone, what --mmr and --shard use.")
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance over dense candidates).")
 @click.option("--threshold", type=float, help="Drop hits whose cosine similarity to the query is below this "
@@ -88,6 +90,7 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     from .retriever import Retriever, is_hybrid  # the model libraries: only once a search runs
     from .sharded import ShardedRetriever
 
+    column = "cosine"
     try:
         with filter_warnings():
             if shards:
@@ -99,12 +102,14 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
                     hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
                                             score_threshold=threshold, mmr=mmr, hybrid=hybrid, nprobe=nprobe,
                                             ef_search=ef_search)
+                    if is_hybrid(hybrid, mmr):
+                        column = retriever.fusion.function
     except (RetrieverError, IndexerError, LLM2VecError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         for rank, hit in enumerate(hits, 1):
             click.echo(json.dumps({"rank": rank, **hit.to_dict()}, ensure_ascii=False))
     elif hits:
-        click.echo(_table(hits, "rrf" if not shards and is_hybrid(hybrid, mmr) else "cosine"))
+        click.echo(_table(hits, column))
     else:
         click.echo("no hits", err=True)

@@ -18,7 +18,7 @@ class SearchSettings(BaseModel):
 
     k: int = Field(default=4, ge=1)
     search_type: SearchType | None = None
-    """None: `Retriever`'s default (hybrid: dense + BM25 by RRF); "similarity": dense only."""
+    """None: `Retriever`'s default (hybrid: dense + BM25 fused); "similarity": dense only."""
     task: str | None = None
     instruction: str | None = None
     filter: dict[str, Any] | None = None

@@ -147,13 +147,14 @@ def test_hybrid_weighs_the_dense_list_as_its_recipe_says(index_dir: Path, tiny_e
     from indexer.llm2vec import recipes
 
     with Retriever.open(index_dir, tiny_encoder) as plain:
-        assert plain.dense_weight == 1.0  # a recipe with no chosen weight fuses with equal weights
+        assert plain.fusion == recipes.HybridFusion("rrf", 1.0)  # a recipe with no chosen fusion: equal RRF
         dense = [h.chunk_id for h in plain.search("zebracorn", k=24, hybrid=False)]
         equal = plain.search("zebracorn", k=5, fetch_k=24)
-    monkeypatch.setitem(recipes.HYBRID_DENSE_WEIGHTS, plain.store.manifest["encoder"]["model"], 0.25)
+    monkeypatch.setitem(recipes.HYBRID_FUSIONS, plain.store.manifest["encoder"]["model"],
+                        recipes.HybridFusion("rrf", 0.25))
     with Retriever.open(index_dir, tiny_encoder) as weighted, \
             Retriever.open(index_dir, tiny_encoder, dense_weight=0.0) as keyword_only:
-        assert weighted.dense_weight == 0.25
+        assert weighted.fusion.dense_weight == 0.25
         hits = weighted.search("zebracorn", k=5, fetch_k=24)
         rank = dense.index(hits[0].chunk_id) + 1
         assert hits[0].doc_id == "d07" and hits[0].score == pytest.approx(1 / 61 + 0.25 / (60 + rank))
@@ -161,6 +162,31 @@ def test_hybrid_weighs_the_dense_list_as_its_recipe_says(index_dir: Path, tiny_e
         assert keyword_only.search("zebracorn", k=1, fetch_k=24)[0].score == pytest.approx(1 / 61)
     with pytest.raises(RetrieverError, match="dense_weight"):
         Retriever.open(index_dir, tiny_encoder, dense_weight=-1)
+    with pytest.raises(RetrieverError, match="fusion must be one of rrf, convex, got 'sum'"):
+        Retriever.open(index_dir, tiny_encoder, fusion="sum")
+
+
+def test_convex_fusion_adds_min_max_normalised_cosine_and_bm25(index_dir: Path, tiny_encoder: LLM2VecEncoder,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.llm2vec import recipes
+
+    with Retriever.open(index_dir, tiny_encoder) as plain:
+        model = plain.store.manifest["encoder"]["model"]
+        cosine = {h.chunk_id: h.score for h in plain.search("zebracorn", k=24, hybrid=False)}
+        keyword = dict(plain.store.keyword_search("zebracorn", 24))
+    assert len(cosine) == 24 and len(keyword) == 1  # every chunk is a dense candidate; one has the word
+    low, high = min(cosine.values()), max(cosine.values())
+    monkeypatch.setitem(recipes.HYBRID_FUSIONS, model, recipes.HybridFusion("convex", 0.5))
+    with Retriever.open(index_dir, tiny_encoder) as convex, \
+            Retriever.open(index_dir, tiny_encoder, fusion="rrf") as overridden:
+        assert convex.fusion == recipes.HybridFusion("convex", 0.5)
+        hits = convex.search("zebracorn", k=5, fetch_k=24)
+        assert overridden.fusion == recipes.HybridFusion("rrf", 0.5)
+    assert hits[0].chunk_id in keyword and hits[0].doc_id == "d07"  # 1 + 0.5 x its cosine share beats 0.5
+    for hit in hits:  # the lone keyword hit normalises to 1; the dense side weighs 0.5
+        expected = 0.5 * (cosine[hit.chunk_id] - low) / (high - low) + (hit.chunk_id in keyword)
+        assert hit.score == pytest.approx(expected, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_text_queries_are_hybrid_by_default(retriever: Retriever) -> None:

@@ -41,6 +41,18 @@ def test_table(index_dir: str) -> None:
     assert 0.0 < float(lines[1].split()[1]) <= 2 / 61  # an RRF sum: at most first in both lists
 
 
+def test_table_names_the_fusion_of_the_index_recipe(index_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.llm2vec import recipes
+
+    monkeypatch.setitem(recipes.HYBRID_FUSIONS, json.loads((Path(index_dir) / "manifest.json").read_text())
+                        ["encoder"]["model"], recipes.HybridFusion("convex", 1.0))
+    code, out = run(index_dir, "what do encoders do", "-k", "3")
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["#", "convex", "document", "text"]
+    assert 0.0 <= float(lines[1].split()[1]) <= 2.0  # two normalised scores of weight 1
+
+
 def test_default_search_is_hybrid_and_dense_only_opts_out(index_dir: str) -> None:
     def ranked(*args: str) -> list[tuple[str, float]]:
         code, out = run(index_dir, "proof", "-k", "4", "--json", *args)

@@ -1,4 +1,4 @@
-"""Instruction registry and reciprocal rank fusion."""
+"""Instruction registry and the fusion functions of hybrid search."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retriever.errors import RetrieverError, UnknownTaskError
-from retriever.fusion import reciprocal_rank_fusion
+from retriever.fusion import convex_combination, reciprocal_rank_fusion
 from retriever.instructions import DEFAULT_TASK, TASKS, get_task, resolve_instruction
 from retriever.mmr import maximal_marginal_relevance
 
@@ -55,6 +55,19 @@ def test_rrf_weights_and_ties() -> None:
     assert [k for k, _ in reciprocal_rank_fusion([["a"], ["b"]], weights=[1, 2])] == ["b", "a"]
     with pytest.raises(ValueError, match="2 weights for 1"):
         reciprocal_rank_fusion([["a"]], weights=[1, 2])
+
+
+def test_convex_combination_weighs_min_max_normalised_scores() -> None:
+    dense = {"a": 0.9, "b": 0.5, "c": 0.1}  # normalised: a 1, b 0.5, c 0
+    keyword = {"c": 30.0, "d": 20.0, "a": 10.0}  # normalised: c 1, d 0.5, a 0; b missing scores 0
+    fused = dict(convex_combination([dense, keyword], weights=[1.0, 1.0]))
+    assert fused == pytest.approx({"a": 1.0, "b": 0.5, "c": 1.0, "d": 0.5})
+    # RRF would rank c (ranks 3 and 1) above b and d; a wide score gap moves it here:
+    ranked = [k for k, _ in convex_combination([dense, keyword], weights=[3.0, 1.0])]
+    assert ranked == ["a", "b", "c", "d"]
+    assert [k for k, _ in convex_combination([{"x": 2.0}, {}])] == ["x"]  # one candidate: scores 1
+    with pytest.raises(ValueError, match="1 weights for 2"):
+        convex_combination([dense, keyword], weights=[1.0])
 
 
 def test_mmr_trades_relevance_for_diversity() -> None:

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from pydantic import SecretStr
@@ -52,10 +53,11 @@ def test_vector_store_reopens_an_hnsw_store(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_hybrid_threshold_bounds_the_cosine_of_every_hit(tmp_path: Path, tiny_encoder) -> None:
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
+def test_hybrid_threshold_bounds_the_cosine_of_every_hit(tmp_path: Path, tiny_encoder, fusion: str) -> None:
     with Indexer(tmp_path / "index", tiny_encoder) as indexer:
         indexer.add_documents(DOCS)
-    with Retriever.open(tmp_path / "index", tiny_encoder) as retriever:
+    with Retriever.open(tmp_path / "index", tiny_encoder, fusion=fusion) as retriever:
         dense = retriever.search("foxes", k=40, hybrid=False)
         threshold = dense[5].score
         query = retriever.encode_queries(["foxes"])[0]
@@ -64,7 +66,7 @@ def test_hybrid_threshold_bounds_the_cosine_of_every_hit(tmp_path: Path, tiny_en
         assert (keyword_vectors @ query < threshold).any(), "the keyword side must bring hits below the threshold"
         for hybrid in (None, True):
             hits = retriever.search("foxes", k=10, hybrid=hybrid, score_threshold=threshold)
-            assert hits, "RRF scores are not cosines: the threshold must not apply to them"
+            assert hits, "fused scores are not cosines: the threshold must not apply to them"
             _, vectors = retriever.store.stored_vectors([h.chunk_id for h in hits])
             assert (vectors @ query >= threshold - 1e-6).all()
             assert {h.chunk_id for h in dense[:6]} <= {h.chunk_id for h in hits}

@@ -8,6 +8,8 @@ existed keeps naming what it was built with. Canonical names omit "@1" for the s
 When retrained adapters replace the shipped ones, bump the model's entry here: names (and index
 manifests) of the older version then fail with `RecipeVersionError`, whose message gives the exact
 command that rebuilds the index with the shipped version, instead of loading other vectors.
+
+Each shipped recipe also names how hybrid search fuses its dense and keyword hits (`HYBRID_FUSIONS`).
 """
 
 from __future__ import annotations
@@ -25,17 +27,34 @@ from .errors import ModelLoadError
 
 SHIPPED_VERSIONS: dict[str, int] = {"smollm2-135m": 1}
 """Version of the adapters shipped in `pretrained/<name>/`; embedded models not listed ship version 1."""
-HYBRID_DENSE_WEIGHTS: dict[str, float] = {"smollm2-135m:mntp+supervised": 0.25,
-                                           "smollm2-135m:mntp+supervised+distill": 0.25}
-"""Weight of the dense list in hybrid search (the keyword list weighs 1) for a shipped recipe, by its
-canonical name: chosen with benchmarks/fusion.py on a development split, never on a test set.
-A recipe not listed, or stacked with other adapters, fuses with equal weights. SmolLM2's 0.25: on
-SciFact's 809 train queries (benchmarks/results/fusion-scifact-train.json) NDCG@10 falls steadily with
-the dense weight (0.690 at 0, 0.679 at 0.25, 0.638 at 1), while Recall@100 rises (0.925, 0.931,
-0.943); 0.25 keeps the dense list (paraphrases, other scripts) at 0.011 below keywords alone.
-The distilled recipe's curve there is the same (results/fusion-scifact-train-distill.json, dense
-vectors computed in bf16: 0.690, 0.677, 0.637 at 0, 0.25, 1; Recall@100 0.925, 0.930, 0.948), so
-the same rule gives it 0.25."""
+@dataclass(frozen=True)
+class HybridFusion:
+    """How hybrid search fuses an index's dense and keyword lists (`retriever.fusion`): `function`
+    "rrf" (reciprocal ranks) or "convex" (min-max normalised scores), the dense list weighing
+    `dense_weight` where the keyword list weighs 1."""
+
+    function: str = "rrf"
+    dense_weight: float = 1.0
+
+
+FUSION_FUNCTIONS = ("rrf", "convex")
+HYBRID_FUSIONS: dict[str, HybridFusion] = {
+    "smollm2-135m:mntp+supervised": HybridFusion("rrf", 0.25),
+    "smollm2-135m:mntp+supervised+distill": HybridFusion("rrf", 0.25),
+    "smollm2-135m:mntp+supervised+distill2": HybridFusion("convex", 1.0),
+}
+"""The fusion of hybrid search for a shipped recipe, by its canonical name: chosen with
+benchmarks/fusion.py on a development split, never on a test set. A recipe not listed, or stacked
+with other adapters, fuses reciprocal ranks with equal weights (RRF needs no tuned scale).
+
+SmolLM2's RRF 0.25 (the first two recipes): on SciFact's 809 train queries
+(results/fusion-scifact-train.json) NDCG@10 fell steadily with the dense weight (0.690 at 0, 0.679
+at 0.25, 0.638 at 1) while Recall@100 rose (0.925, 0.931, 0.943); 0.25 kept the dense list
+(paraphrases, other scripts) at 0.011 below keywords alone; the distilled recipe's curve was the same
+(results/fusion-scifact-train-distill.json). distill2 was scored with both functions at the depth
+users search (k = 10) and the tables' (k = 300) (results/fusion-scifact-train-distill2.json): RRF
+stays below keywords alone at every dense weight, while the convex combination lifts NDCG@10 above
+them with a broad plateau from weight 1 to 2; weight 1 has the best mean over the two depths."""
 FIRST_VERSION = 1
 BASE_RECIPE = "base"
 _VERSION = re.compile(r"[1-9][0-9]*")
@@ -143,8 +162,8 @@ def check_manifest_recipe(manifest: Mapping[str, Any], index_dir: str | Path | N
         check_version(name, manifest=manifest, index_dir=index_dir)
 
 
-def hybrid_dense_weight(encoder_spec: Mapping[str, Any]) -> float:
-    """The dense list's weight in hybrid search for the encoder an index manifest describes."""
+def hybrid_fusion(encoder_spec: Mapping[str, Any]) -> HybridFusion:
+    """The fusion of hybrid search for the encoder an index manifest describes."""
     if encoder_spec.get("adapters"):
-        return 1.0
-    return HYBRID_DENSE_WEIGHTS.get(str(encoder_spec.get("model")), 1.0)
+        return HybridFusion()
+    return HYBRID_FUSIONS.get(str(encoder_spec.get("model")), HybridFusion())
