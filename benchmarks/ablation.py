@@ -44,11 +44,12 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
     "bi+mntp": ("smollm2-135m:mntp", True, "bidirectional + MNTP adapter"),
     "bi+mntp+simcse": ("smollm2-135m:mntp+simcse", True, "bidirectional + MNTP + unsupervised SimCSE"),
     "bi+mntp+supervised": ("smollm2-135m:mntp+supervised", True,
-                           "bidirectional + MNTP + supervised contrastive (the shipped default)"),
+                           "bidirectional + MNTP + supervised contrastive (the default before 2026-12-02)"),
     "bi+mntp+supervised+distill": ("smollm2-135m:mntp+supervised+distill", True,
                                    "+ distilled from all-MiniLM-L6-v2 (mined negatives + soft targets, distill.yaml)"),
     "bi+mntp+supervised+distill2": ("smollm2-135m:mntp+supervised+distill2", True,
-                                    "+ the longer distillation (distill2.yaml: 120 steps, teacher at 80 tokens)"),
+                                    "+ the longer distillation (distill2.yaml: 120 steps, teacher at 80 tokens; "
+                                    "the default since 2026-12-03)"),
 }
 
 

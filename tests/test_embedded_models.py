@@ -30,9 +30,9 @@ def test_smollm2_encodes_with_bidirectional_attention(smollm2):
                                atol=1e-4)
 
 
-def test_default_name_loads_the_shipped_mntp_supervised_distill_adapters(smollm2):
+def test_default_name_loads_the_shipped_mntp_supervised_distill2_adapters(smollm2):
     spec = smollm2.spec()
-    assert spec["model"] == "smollm2-135m:mntp+supervised+distill" and len(spec["model_adapters"]) == 3
+    assert spec["model"] == "smollm2-135m:mntp+supervised+distill2" and len(spec["model_adapters"]) == 3
     base = LLM2VecEncoder.from_pretrained("smollm2-135m:base")
     assert base.spec()["model_adapters"] == [] and base.fingerprint() != smollm2.fingerprint()
     text = ["Adapters change what the model computes."]

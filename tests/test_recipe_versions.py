@@ -81,8 +81,11 @@ def test_rebuild_command_falls_back_to_a_placeholder_without_recorded_sources(tm
 
 @pytest.mark.integration
 def test_version_1_names_the_shipped_adapters_and_manifests_keep_their_old_names():
-    current, explicit = resolve_model("smollm2-135m"), resolve_model("smollm2-135m:mntp+supervised+distill@1")
-    assert current == explicit and current.source == "smollm2-135m:mntp+supervised+distill" and len(current.adapters) == 3
+    current, explicit = resolve_model("smollm2-135m"), resolve_model("smollm2-135m:mntp+supervised+distill2@1")
+    assert current == explicit and current.source == "smollm2-135m:mntp+supervised+distill2" and len(current.adapters) == 3
     earlier = resolve_model("smollm2-135m:mntp+supervised")  # the default before 2026-12-02: its indexes still open
     assert earlier.source == "smollm2-135m:mntp+supervised" and len(earlier.adapters) == 2
+    distill = resolve_model("smollm2-135m:mntp+supervised+distill")  # the default of 2026-12-02/03
+    assert distill.source == "smollm2-135m:mntp+supervised+distill" and distill.adapters[:2] == current.adapters[:2]
+    assert distill.adapters[2] != current.adapters[2]
     assert resolve_model("smollm2-135m:base@1").adapters == ()

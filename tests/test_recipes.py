@@ -17,7 +17,7 @@ SMOLLM2 = EMBEDDED_MODELS["smollm2-135m"]
 
 def test_default_recipe_is_mntp_then_supervised_then_distilled():
     adapters = SMOLLM2.recipe_adapters(SMOLLM2.default_recipe)
-    assert [Path(a).name for a in adapters] == ["mntp", "supervised", "distill"]
+    assert [Path(a).name for a in adapters] == ["mntp", "supervised", "distill2"]
     for adapter in adapters:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == "smollm2-135m:base"  # portable, not a machine path

@@ -462,6 +462,7 @@ def test_l2v_serve_stops_cleanly_on_sigterm(tmp_path: Path, tiny_llama: Path,
 def test_the_bare_embedded_name_stands_for_its_default_recipe() -> None:
     from retriever.server.registry import _embedded_alias
 
-    assert _embedded_alias("smollm2-135m:mntp+supervised+distill") == "smollm2-135m"
-    assert _embedded_alias("smollm2-135m:mntp+supervised") is None  # the earlier default, by its own name
+    assert _embedded_alias("smollm2-135m:mntp+supervised+distill2") == "smollm2-135m"
+    assert _embedded_alias("smollm2-135m:mntp+supervised+distill") is None  # an earlier default, by its own name
+    assert _embedded_alias("smollm2-135m:mntp+supervised") is None
     assert _embedded_alias("smollm2-135m:base") is None and _embedded_alias("my-model") is None

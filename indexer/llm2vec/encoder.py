@@ -88,7 +88,7 @@ class LLM2VecEncoder(TextEncoder):
         """Load a model (directory, hub id, .gguf file or embedded name) and stack `adapters` on it.
 
         An embedded name brings its shipped adapters ("smollm2-135m" =
-        "smollm2-135m:mntp+supervised+distill"; "smollm2-135m:base" has none); `adapters` go on top
+        "smollm2-135m:mntp+supervised+distill2"; "smollm2-135m:base" has none); `adapters` go on top
         of those.
 
         Settings left as None come from `llm2vec_config.json` in the last adapter (else the model

@@ -169,7 +169,7 @@ def _public_name(model: str) -> str:
 
 
 def _embedded_alias(model_id: str) -> str | None:
-    """The bare embedded name ("smollm2-135m") when it loads exactly this recipe ("smollm2-135m:mntp+supervised+distill")."""
+    """The bare embedded name ("smollm2-135m") when it loads exactly this recipe ("smollm2-135m:mntp+supervised+distill2")."""
     base = model_id.partition(":")[0].partition("@")[0]
     if base == model_id or base not in EMBEDDED_MODELS:
         return None
