@@ -203,17 +203,26 @@ def test_keyword_systems_match_word_forms_only_when_stemmed(tmp_path):
     assert beir.evaluate(dataset, beir.run_bm25(dataset, stem=True))["mrr@10"] == 1.0
 
 
-def test_fusion_weight_one_is_the_retrievers_hybrid_search(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+def test_fusion_runs_are_the_retrievers_hybrid_search(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
     import fusion
+    from indexer.llm2vec import recipes
 
     monkeypatch.setattr(beir, "WORK", tmp_path / "work")
     dataset = beir.load_dataset(dataset_dir)
-    runs = fusion.weighted_runs(dataset, tiny_encoder, "generic", [0.0, 1.0], cache_root=None)
-    hybrid = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
-    assert {q: list(r) for q, r in runs[1.0].items()} == {q: list(r) for q, r in hybrid.items()}
-    for q, ranked in runs[1.0].items():
-        assert list(ranked.values()) == pytest.approx(list(hybrid[q].values()))
-    assert beir.evaluate(dataset, runs[0.0]) == beir.evaluate(dataset, beir.run_keywords(dataset))
+    runs = dict(fusion.weighted_runs(dataset, tiny_encoder, "generic", [0.0, 1.0], ["rrf", "convex"],
+                                     [beir.DEPTH * 3, 2], cache_root=None))
+    assert set(runs) == {(f, w, k) for f in ("rrf", "convex") for w in (0.0, 1.0) for k in (beir.DEPTH * 3, 2)}
+    assert all(len(ranked) <= 2 for (_, _, k), run in runs.items() if k == 2 for ranked in run.values())
+
+    def same(run, expected):
+        assert {q: list(r) for q, r in run.items()} == {q: list(r) for q, r in expected.items()}
+        for q, ranked in run.items():
+            assert list(ranked.values()) == pytest.approx(list(expected[q].values()))
+
+    same(runs["rrf", 1.0, beir.DEPTH * 3], beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True))
+    monkeypatch.setitem(recipes.HYBRID_FUSIONS, tiny_encoder.spec()["model"], recipes.HybridFusion("convex", 1.0))
+    same(runs["convex", 1.0, beir.DEPTH * 3], beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True))
+    assert beir.evaluate(dataset, runs["rrf", 0.0, beir.DEPTH * 3]) == beir.evaluate(dataset, beir.run_keywords(dataset))
 
 
 def test_a_rerun_replaces_its_systems_rows_and_keeps_the_others(dataset_dir, tmp_path):
