@@ -490,6 +490,25 @@ def startup(ctx: Context) -> list[str]:
     return lines + table(["command", "median s", "range s", "target s"], rows) + [f"_{result.provenance}_", ""]
 
 
+def model_speed(ctx: Context) -> list[str]:
+    lines = ["## Encode throughput of the candidate base models", ""]
+    result = ctx.load("model_speed.json")
+    if result is None:
+        return lines + not_run("python benchmarks/model_speed.py --data ../shared/data/scifact")
+    a, b = result.data["models"]
+    rows = [[case, result.data["cases"][case]["texts"],
+             f"{num(result.data['rows'][a][case]['texts_per_s'], 2)} ({result.data['rows'][a][case]['tokens']} tokens)",
+             f"{num(result.data['rows'][b][case]['texts_per_s'], 2)} ({result.data['rows'][b][case]['tokens']} tokens)",
+             f"**{times(ratio)}**", times(result.data.get("target"))]
+            for case, ratio in result.data["ratio_b_over_a"].items()]
+    lines += [f"`LLM2VecEncoder.encode` on the same SciFact texts, {result.data['precision']}, medians of "
+              f"{result.data['pairs']} alternating rounds (adapters are merged at load, so `:base` times the "
+              f"architecture). CPU flags: {' '.join(result.data.get('machine', {}).get('cpu_flags', [])) or 'unknown'}.",
+              ""]
+    return lines + table(["case", "texts", f"{a} texts/s", f"{b} texts/s", "B / A", "target"], rows) + [
+        f"_{result.provenance}_", ""]
+
+
 def build_speed(ctx: Context) -> list[str]:
     lines = ["## `l2v index build` against the bare encode of the same chunks", ""]
     results = ctx.glob("build_speed*.json")
@@ -751,7 +770,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, parity, encode_speed, precision_quality, startup, build_speed,
+    sections = (headline, quality, ablation, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
                 indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 

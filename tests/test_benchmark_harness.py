@@ -237,3 +237,23 @@ def test_a_rerun_replaces_its_systems_rows_and_keeps_the_others(dataset_dir, tmp
     assert rows[2]["date"] >= first[1]["date"] and rows[2]["ndcg@10"] == first[1]["ndcg@10"]
     beir.main(["--data", str(dataset_dir), "--max-queries", "3", "--systems", "bm25", "--output", str(output)])
     assert [r["name"] for r in json.loads(output.read_text())["rows"]] == ["bm25"]  # another protocol: a new table
+
+
+def test_model_speed_times_both_models_on_the_same_texts(dataset_dir, tiny_model_factory, tmp_path):
+    import model_speed
+
+    a, b = tiny_model_factory("llama"), tiny_model_factory("qwen2", adds_bos=False)
+    output = tmp_path / "model_speed.json"
+    assert model_speed.main(["--data", str(dataset_dir), "--models", f"{a},{b}", "--passages", "3",
+                             "--queries", "2", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["cases"]["passages"]["texts"] == 3 and result["cases"]["queries"]["instruction"]
+    assert list(result["rows"]) == [str(a), str(b)]
+    for row in result["rows"].values():
+        assert len(row["passages"]["seconds"]) == len(row["queries"]["seconds"]) == 3  # one per round
+        assert row["passages"]["tokens"] > row["queries"]["tokens"] > 0
+    ratio = result["rows"][str(b)]["passages"]["texts_per_s"] / result["rows"][str(a)]["passages"]["texts_per_s"]
+    assert result["ratio_b_over_a"]["passages"] == pytest.approx(ratio, abs=1e-3)
+    for models in (str(a), f"{a},{a}"):
+        with pytest.raises(SystemExit):
+            model_speed.main(["--data", str(dataset_dir), "--models", models, "--output", str(output)])
