@@ -1,6 +1,7 @@
-"""How much the dense list should weigh in hybrid search, chosen on a development split.
+"""Which fusion hybrid search uses, and how much the dense list weighs in it, chosen on a development split.
 
-    python benchmarks/fusion.py --data ../shared/data/scifact --split train [--weights 0.25,0.5,0.75,1]
+    python benchmarks/fusion.py --data ../shared/data/scifact --split train [--weights 0.25,0.5,1]
+                                [--fusions rrf,convex] [--depths 10,300]
 
 `Retriever`'s hybrid search fuses its dense hits and its BM25 keyword hits (`retriever.fusion`),
 by reciprocal rank (`rrf`, each list adding `weight / (60 + rank)`) or by a convex combination of
