@@ -11,6 +11,7 @@ import click
 from indexer.errors import IndexerError
 from indexer.filter_cli import filter_options, filter_warnings, parse_filters
 from indexer.llm2vec import LLM2VecError
+from indexer.llm2vec.recipes import FUSION_FUNCTIONS
 
 from .errors import RetrieverError
 from .instructions import TASKS
@@ -46,6 +47,11 @@ def _table(hits: list[Hit], score: str) -> str:
                    "hit first in one list) or by a convex combination (weighted sums of min-max normalised "
                    "cosine and BM25 scores); the score column is named after it. "
                    "--dense-only: by cosine similarity alone, what --mmr and --shard use.")
+@click.option("--fusion", type=click.Choice(FUSION_FUNCTIONS), default=None,
+              help="Hybrid only: how the two lists fuse, rrf (reciprocal ranks) or convex (normalised "
+                   "scores) [default: what the index's recipe chose, else rrf].")
+@click.option("--dense-weight", type=click.FloatRange(min=0), default=None,
+              help="Hybrid only: the dense list's weight, the keyword list's being 1 [default: the recipe's, else 1].")
 @click.option("--mmr", is_flag=True, help="Diversify the hits (maximal marginal relevance over dense candidates).")
 @click.option("--threshold", type=float, help="Drop hits whose cosine similarity to the query is below this "
               "(in either mode).")
@@ -62,7 +68,8 @@ def _table(hits: list[Hit], score: str) -> str:
                    "`l2v index build`; same vectors, starts in about a second), else torch; onnx makes the "
                    "export first if it is missing; torch always loads the torch model.")
 def search(index_dir: str, query: str, k: int, task: str | None, instruction: str | None,
-           conditions: tuple[str, ...], filter_json: str | None, hybrid: bool | None, mmr: bool,
+           conditions: tuple[str, ...], filter_json: str | None, hybrid: bool | None, fusion: str | None,
+           dense_weight: float | None, mmr: bool,
            threshold: float | None, nprobe: int | None, ef_search: int | None, as_json: bool,
            shards: tuple[str, ...], runtime: str) -> None:
     """Search INDEX_DIR for QUERY and print the best chunks.
@@ -83,6 +90,9 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
     """
     if task is not None and instruction is not None:
         raise click.UsageError("give --task or --instruction, not both")
+    if (fusion is not None or dense_weight is not None) and (shards or mmr or hybrid is False):
+        raise click.UsageError("--fusion and --dense-weight shape hybrid search; they do not combine with "
+                               "--dense-only, --mmr or --shard")
     if shards and (mmr or hybrid):
         raise click.UsageError("--mmr and --hybrid work on one index, not across --shard parts "
                                "(searched --dense-only)")
@@ -98,7 +108,7 @@ def search(index_dir: str, query: str, k: int, task: str | None, instruction: st
                     hits = sharded.search(query, k, task=task, instruction=instruction, filter=filter,
                                           score_threshold=threshold, nprobe=nprobe, ef_search=ef_search)
             else:
-                with Retriever.open(index_dir, runtime=runtime) as retriever:
+                with Retriever.open(index_dir, runtime=runtime, fusion=fusion, dense_weight=dense_weight) as retriever:
                     hits = retriever.search(query, k, task=task, instruction=instruction, filter=filter,
                                             score_threshold=threshold, mmr=mmr, hybrid=hybrid, nprobe=nprobe,
                                             ef_search=ef_search)

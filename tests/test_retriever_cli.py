@@ -53,6 +53,19 @@ def test_table_names_the_fusion_of_the_index_recipe(index_dir: str, monkeypatch:
     assert 0.0 <= float(lines[1].split()[1]) <= 2.0  # two normalised scores of weight 1
 
 
+def test_fusion_and_dense_weight_options_mirror_retriever_open(index_dir: str) -> None:
+    code, out = run(index_dir, "what do encoders do", "-k", "3", "--fusion", "convex", "--dense-weight", "0")
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert lines[0].split()[1] == "convex" and float(lines[1].split()[1]) == pytest.approx(1.0)  # keywords alone
+    code, weighted = run(index_dir, "what do encoders do", "-k", "3", "--dense-weight", "0.25", "--json")
+    assert code == 0 and 0 < json.loads(weighted.splitlines()[0])["score"] <= 1.25 / 61
+    code, out = run(index_dir, "proof", "--fusion", "rrf", "--dense-only")
+    assert code != 0 and "--fusion and --dense-weight shape hybrid search" in out
+    code, out = run(index_dir, "proof", "--dense-weight", "-1")
+    assert code != 0 and "-1" in out
+
+
 def test_default_search_is_hybrid_and_dense_only_opts_out(index_dir: str) -> None:
     def ranked(*args: str) -> list[tuple[str, float]]:
         code, out = run(index_dir, "proof", "-k", "4", "--json", *args)

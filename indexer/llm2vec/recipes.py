@@ -21,23 +21,26 @@ import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 from .errors import ModelLoadError
 
 SHIPPED_VERSIONS: dict[str, int] = {"smollm2-135m": 1}
 """Version of the adapters shipped in `pretrained/<name>/`; embedded models not listed ship version 1."""
+FusionFunction = Literal["rrf", "convex"]
+FUSION_FUNCTIONS: tuple[str, ...] = get_args(FusionFunction)
+
+
 @dataclass(frozen=True)
 class HybridFusion:
     """How hybrid search fuses an index's dense and keyword lists (`retriever.fusion`): `function`
     "rrf" (reciprocal ranks) or "convex" (min-max normalised scores), the dense list weighing
     `dense_weight` where the keyword list weighs 1."""
 
-    function: str = "rrf"
+    function: FusionFunction = "rrf"
     dense_weight: float = 1.0
 
 
-FUSION_FUNCTIONS = ("rrf", "convex")
 HYBRID_FUSIONS: dict[str, HybridFusion] = {
     "smollm2-135m:mntp+supervised": HybridFusion("rrf", 0.25),
     "smollm2-135m:mntp+supervised+distill": HybridFusion("rrf", 0.25),
