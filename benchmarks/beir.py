@@ -283,13 +283,16 @@ def best_chunk_run(query_ids: Sequence[str], ranked_doc_ids: Sequence[Sequence[t
 
 
 def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
-                hybrid: bool = False, cache_root: Path | None = None) -> Run:
+                hybrid: bool = False, cache_root: Path | None = None, fusion: str | None = None,
+                dense_weight: float | None = None) -> Run:
     """Index the corpus (`build_index`) and search it with our `Retriever` (`hybrid`: its dense
-    hits fused with the index's own BM25 keyword hits)."""
+    hits fused with the index's own BM25 keyword hits, by `fusion` and `dense_weight` as
+    `Retriever.open` takes them: None, the recipe's)."""
     from retriever import Retriever
 
     index_dir = build_index(dataset, encoder, batch_size=batch_size, cache_root=cache_root)
-    with Retriever.open(index_dir, encoder, batch_size=batch_size) as retriever:
+    with Retriever.open(index_dir, encoder, batch_size=batch_size, fusion=fusion,
+                        dense_weight=dense_weight) as retriever:
         hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
     return best_chunk_run(list(dataset.queries), [[(h.doc_id, h.score) for h in row] for row in hits])
 
@@ -327,12 +330,14 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
-        chosen = hybrid_fusion(encoder.spec())  # what Retriever.open reads
-        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({chosen.function}, dense weight "
-                  f"{chosen.dense_weight:g})") if hybrid else ""
+        chosen = hybrid_fusion(encoder.spec())  # what Retriever.open reads, unless overridden
+        function = args.fusion or chosen.function
+        weight = chosen.dense_weight if args.dense_weight is None else args.dense_weight
+        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({function}, dense weight {weight:g})") if hybrid else ""
         label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
-        return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root)
+        return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root,
+                                             fusion=args.fusion, dense_weight=args.dense_weight)
     if name == "int8":
         label = args.model + "".join(f" + {a}" for a in args.adapter) + " (int8, ONNX Runtime)"
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
@@ -367,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2-135m", help="LLM for the llm2vec (and causal) system")
     parser.add_argument("--adapter", action="append", default=[], help="extra adapter(s) for the llm2vec system")
     parser.add_argument("--task", default=None, help="query task (default: per dataset, else generic)")
+    parser.add_argument("--fusion", choices=("rrf", "convex"), default=None,
+                        help="the hybrid system's fusion function [default: the recipe's, recipes.HYBRID_FUSIONS]")
+    parser.add_argument("--dense-weight", type=float, default=None,
+                        help="the hybrid system's dense weight, keywords 1 [default: the recipe's]")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help=f"reduced corpus: {QUICK}")
     mode.add_argument("--full", action="store_true", help="the whole collection: every judged query, every document")

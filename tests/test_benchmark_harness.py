@@ -220,6 +220,8 @@ def test_fusion_runs_are_the_retrievers_hybrid_search(dataset_dir, tiny_encoder,
             assert list(ranked.values()) == pytest.approx(list(expected[q].values()))
 
     same(runs["rrf", 1.0, beir.DEPTH * 3], beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True))
+    same(runs["convex", 0.0, beir.DEPTH * 3], beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True,
+                                                               fusion="convex", dense_weight=0.0))
     monkeypatch.setitem(recipes.HYBRID_FUSIONS, tiny_encoder.spec()["model"], recipes.HybridFusion("convex", 1.0))
     same(runs["convex", 1.0, beir.DEPTH * 3], beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True))
     assert beir.evaluate(dataset, runs["rrf", 0.0, beir.DEPTH * 3]) == beir.evaluate(dataset, beir.run_keywords(dataset))
