@@ -362,7 +362,7 @@ class Retriever:
             keyword = [(chunk_id, score) for chunk_id, score in keyword if cosines.get(chunk_id, -np.inf) >= threshold]
         weights = [self.fusion.dense_weight, 1.0]
         if self.fusion.function == "convex":
-            candidates = {chunk_id: cosines[chunk_id] for chunk_id in dict(dense) | dict(keyword) if chunk_id in cosines}
+            candidates = dict(dense) | {chunk_id: cosines[chunk_id] for chunk_id, _ in keyword if chunk_id in cosines}
             return convex_combination([candidates, dict(keyword)], weights=weights)
         return reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in keyword]], weights=weights)
 
