@@ -211,3 +211,46 @@ def test_export_refuses_an_unfinished_run(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="finish the run"):
         export_adapter(tmp_path, tmp_path / "out")
+
+
+def test_export_checkpoint_ships_a_stopped_run_at_its_newest_checkpoint(tiny_llama, data, tmp_path, monkeypatch):
+    from indexer.llm2vec.training import export_adapter, stages
+
+    builder = stages.STAGE_BUILDERS["supervised"]
+
+    def stopping(config):
+        stage = builder(config)
+        inner = stage.loss
+
+        def loss(indices, step):
+            if step == 3:  # steps 1-3 logged, the newest checkpoint at step 2
+                raise KeyboardInterrupt("simulated stop")
+            return inner(indices, step)
+
+        stage.loss = loss
+        return stage
+
+    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", stopping)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(_config("supervised", tiny_llama, data[1], run), show_progress=False)
+    with pytest.raises(FileNotFoundError, match="--checkpoint"):
+        export_adapter(run, tmp_path / "refused")
+    midway = export_adapter(run, tmp_path / "midway", checkpoint=True)
+    assert json.loads((midway / "train_provenance.json").read_text())["steps"] == 2
+    assert [json.loads(line)["step"] for line in (midway / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+    saved = load_file(str(run / "checkpoint" / "adapter_model.safetensors"))
+    shipped = load_file(str(midway / "adapter_model.safetensors"))
+    assert shipped.keys() == saved.keys()
+    for key in saved:
+        torch.testing.assert_close(shipped[key], saved[key].half())
+    base = LLM2VecEncoder.from_pretrained(tiny_llama).encode(CORPUS[:3], normalize=True)
+    trained = LLM2VecEncoder.from_pretrained(tiny_llama, [midway]).encode(CORPUS[:3], normalize=True)
+    assert np.einsum("ij,ij->i", base, trained).min() < 0.9999
+
+
+def test_export_checkpoint_refuses_a_run_without_one(tmp_path):
+    from indexer.llm2vec.training import export_adapter
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
+        export_adapter(tmp_path, tmp_path / "out", checkpoint=True)

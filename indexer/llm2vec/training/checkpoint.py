@@ -35,14 +35,22 @@ def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
     return final
 
 
+def newest_checkpoint(output_dir: Path) -> tuple[Path, int] | None:
+    """The newest complete checkpoint of a run and its step (the previous one while a save is being
+    swapped in), or None before the first."""
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        state = output_dir / name / "trainer_state.json"
+        if state.is_file():
+            return state.parent, int(json.loads(state.read_text())["step"])
+    return None
+
+
 def load_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.Optimizer) -> int:
     """Restore the newest complete checkpoint; returns the step to continue from (0 if none)."""
-    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
-        directory = output_dir / name
-        if (directory / "trainer_state.json").is_file():
-            break
-    else:
+    newest = newest_checkpoint(output_dir)
+    if newest is None:
         return 0
+    directory, step = newest
     set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
     meta = json.loads((directory / "trainer_state.json").read_text())
     slots: dict[int, dict[str, torch.Tensor]] = {}
@@ -50,4 +58,4 @@ def load_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    return int(meta["step"])
+    return step

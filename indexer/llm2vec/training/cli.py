@@ -83,13 +83,21 @@ for _stage in STAGES:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--base-model", default=None, help="Base model named in adapter_config.json [default: the run's model].")
-def export(run_dir: Path, target: Path, base_model: str | None) -> None:
+@click.option("--checkpoint", is_flag=True,
+              help="Export the run's newest checkpoint (a run still going or stopped), to measure it midway.")
+def export(run_dir: Path, target: Path, base_model: str | None, checkpoint: bool) -> None:
     """Copy a finished run's adapter to TARGET for shipping: float16 weights, portable base-model
-    name, configs, training log and data hash (no optimizer checkpoints)."""
+    name, configs, training log and data hash (no optimizer checkpoints).
+
+    \b
+    A long run, measured at its newest checkpoint while it trains on:
+      l2v train export --checkpoint .cache/train/smollm2-135m/distill-epoch /tmp/midway
+      l2v embed -m smollm2-135m:mntp+supervised -a /tmp/midway --input q.jsonl --output q.npy
+    """
     from .export import export_adapter
 
     try:
-        export_adapter(run_dir, target, base_model=base_model)
+        export_adapter(run_dir, target, base_model=base_model, checkpoint=checkpoint)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"exported {run_dir} to {target}", err=True)

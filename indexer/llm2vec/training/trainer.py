@@ -35,14 +35,23 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
     return contextlib.nullcontext()
 
 
+def log_until(path: Path, step: int) -> str:
+    """The records of a training log up to `step`: a run killed after its last checkpoint logged
+    steps that its resume redoes."""
+    return "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                   if line.strip() and json.loads(line)["step"] <= step)
+
+
+def provenance(config: TrainConfig, steps: int) -> dict[str, object]:
+    """What `train_provenance.json` holds: the training data's hash and the steps the adapter saw."""
+    return {"data_sha256": file_sha256(config.data), "steps": steps}
+
+
 def _open_log(path: Path, start: int) -> TextIO:
-    """The training log for appending from step `start`: records of later steps (logged by a run killed
-    after its last checkpoint, and about to be redone) are dropped first, so each step appears once."""
+    """The training log for appending from step `start`, each step appearing once."""
     if start and path.is_file():
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                if line.strip() and json.loads(line)["step"] <= start]
         staging = path.with_name(path.name + ".tmp")
-        staging.write_text("".join(kept), encoding="utf-8")
+        staging.write_text(log_until(path, start), encoding="utf-8")
         os.replace(staging, path)
     return path.open("a", encoding="utf-8")
 
@@ -110,6 +119,5 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
         log.close()
     model.save_pretrained(output)
     LLM2VecConfig(pooling_mode=config.pooling).write(output)
-    provenance = {"data_sha256": file_sha256(config.data), "steps": config.max_steps}
-    (output / "train_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    (output / "train_provenance.json").write_text(json.dumps(provenance(config, config.max_steps), indent=2) + "\n")
     return output
