@@ -105,7 +105,7 @@ train-distill: $(VENV)/.bench-ready
 train-distill2: $(VENV)/.bench-ready
 	$(call distill_stage,distill2)
 
-# One epoch (2,077 steps, about 10 h on 2 CPU cores): not shipped yet, run it in the background
+# One epoch (2,077 steps, about 14 h on 2 CPU cores): not shipped yet, run it in the background
 # across sessions; it resumes from its last checkpoint when rerun.
 train-distill-epoch: $(VENV)/.bench-ready
 	$(call distill_stage,distill-epoch)
