@@ -330,10 +330,9 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
     if name in ("llm2vec", "hybrid"):
         hybrid = name == "hybrid"
         encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
-        chosen = hybrid_fusion(encoder.spec())  # what Retriever.open reads, unless overridden
-        function = args.fusion or chosen.function
-        weight = chosen.dense_weight if args.dense_weight is None else args.dense_weight
-        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({function}, dense weight {weight:g})") if hybrid else ""
+        chosen = hybrid_fusion(encoder.spec()).overridden(args.fusion, args.dense_weight)  # as Retriever.open
+        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({chosen.function}, dense weight "
+                  f"{chosen.dense_weight:g})") if hybrid else ""
         label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
         return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root,

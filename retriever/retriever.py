@@ -89,7 +89,8 @@ class Retriever:
         self.store = store
         self.encoder = encoder
         self.batch_size = _check_k(batch_size, "batch_size")
-        self.fusion = _checked_fusion(hybrid_fusion(store.manifest.get("encoder") or {}), fusion, dense_weight)
+        recipes_fusion = hybrid_fusion(store.manifest.get("encoder") or {})
+        self.fusion = _checked_fusion(recipes_fusion.overridden(fusion, dense_weight))
         self._selections: OrderedDict[tuple[str, tuple[Any, ...], str], tuple[int, Selector]] = OrderedDict()
         if encoder is not None:
             check_compatible(store.manifest, encoder)
@@ -377,10 +378,9 @@ class Retriever:
                    chunk_id=chunk["id"], position=chunk["position"], start=chunk["start"], end=chunk["end"])
 
 
-def _checked_fusion(chosen: HybridFusion, function: str | None, dense_weight: float | None) -> HybridFusion:
-    """`chosen` (the recipe's fusion) with the given `function` and `dense_weight` put in, checked."""
-    function = chosen.function if function is None else function
-    dense_weight = chosen.dense_weight if dense_weight is None else dense_weight
+def _checked_fusion(fusion: HybridFusion) -> HybridFusion:
+    """`fusion` (the recipe's, with the caller's overrides put in) once its function and weight are checked."""
+    function, dense_weight = fusion.function, fusion.dense_weight
     if function not in FUSION_FUNCTIONS:
         raise RetrieverError(f"fusion must be one of {', '.join(FUSION_FUNCTIONS)}, got {function!r}")
     if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)) or not dense_weight >= 0:

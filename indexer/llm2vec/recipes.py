@@ -40,6 +40,11 @@ class HybridFusion:
     function: FusionFunction = "rrf"
     dense_weight: float = 1.0
 
+    def overridden(self, function: str | None = None, dense_weight: float | None = None) -> "HybridFusion":
+        """This fusion with `function` and `dense_weight` put in where given (None keeps its own)."""
+        return HybridFusion(self.function if function is None else function,  # type: ignore[arg-type]
+                            self.dense_weight if dense_weight is None else dense_weight)
+
 
 HYBRID_FUSIONS: dict[str, HybridFusion] = {
     "smollm2-135m:mntp+supervised": HybridFusion("rrf", 0.25),

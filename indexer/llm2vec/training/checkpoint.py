@@ -35,13 +35,13 @@ def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
     return final
 
 
-def newest_checkpoint(output_dir: Path) -> tuple[Path, int] | None:
-    """The newest complete checkpoint of a run and its step (the previous one while a save is being
-    swapped in), or None before the first."""
+def newest_checkpoint(output_dir: Path) -> tuple[Path, dict] | None:
+    """The newest complete checkpoint of a run and its `trainer_state.json` ("step", "param_groups"):
+    the previous one while a save is being swapped in, None before the first."""
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
         state = output_dir / name / "trainer_state.json"
         if state.is_file():
-            return state.parent, int(json.loads(state.read_text())["step"])
+            return state.parent, json.loads(state.read_text())
     return None
 
 
@@ -50,12 +50,11 @@ def load_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
     newest = newest_checkpoint(output_dir)
     if newest is None:
         return 0
-    directory, step = newest
+    directory, meta = newest
     set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
-    meta = json.loads((directory / "trainer_state.json").read_text())
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in load_file(str(directory / "optimizer.safetensors")).items():
         index, name = key.split(".", 1)
         slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    return step
+    return int(meta["step"])

@@ -22,10 +22,11 @@ from ..config import LLM2VecConfig
 from .checkpoint import newest_checkpoint
 from .config import TrainConfig
 from .distill import TEACHER_META
-from .trainer import LOG_NAME, log_until, provenance
+from .trainer import LOG_NAME, PROVENANCE, log_until, provenance
 
 WEIGHTS = "adapter_model.safetensors"
-KEPT = ("train_config.json", "train_provenance.json", LOG_NAME, TEACHER_META)
+KEPT = ("train_config.json", TEACHER_META)
+"""Copied from the run as they are; its provenance and log too for a finished run."""
 
 
 def export_adapter(run_dir: str | Path, target: str | Path, *, base_model: str | None = None,
@@ -38,7 +39,7 @@ def export_adapter(run_dir: str | Path, target: str | Path, *, base_model: str |
         newest = newest_checkpoint(run_dir)
         if newest is None:
             raise FileNotFoundError(f"{run_dir} holds no checkpoint yet; let the run reach its first save_steps")
-        weights, step = newest
+        weights, step = newest[0], int(newest[1]["step"])
     elif not (run_dir / WEIGHTS).is_file():
         raise FileNotFoundError(f"{run_dir} holds no finished adapter ({WEIGHTS}); finish the run first, or "
                                 "export its newest checkpoint with --checkpoint")
@@ -52,12 +53,12 @@ def export_adapter(run_dir: str | Path, target: str | Path, *, base_model: str |
     adapter_config["base_model_name_or_path"] = base_model or config.model
     (staging / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
     LLM2VecConfig(pooling_mode=config.pooling).write(staging)  # as the trainer writes it when done
-    for name in KEPT:
+    for name in KEPT + ((PROVENANCE, LOG_NAME) if step is None else ()):
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, staging / name)
     if step is not None:
         made = provenance(config, step)
-        (staging / "train_provenance.json").write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
+        (staging / PROVENANCE).write_text(json.dumps(made, indent=2) + "\n", encoding="utf-8")
         if (run_dir / LOG_NAME).is_file():
             (staging / LOG_NAME).write_text(log_until(run_dir / LOG_NAME, step), encoding="utf-8")
     if target.exists():

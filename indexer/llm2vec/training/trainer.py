@@ -24,6 +24,7 @@ from .stages import STAGE_BUILDERS
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "train_log.jsonl"
+PROVENANCE = "train_provenance.json"
 
 
 def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
@@ -119,5 +120,5 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
         log.close()
     model.save_pretrained(output)
     LLM2VecConfig(pooling_mode=config.pooling).write(output)
-    (output / "train_provenance.json").write_text(json.dumps(provenance(config, config.max_steps), indent=2) + "\n")
+    (output / PROVENANCE).write_text(json.dumps(provenance(config, config.max_steps), indent=2) + "\n")
     return output
