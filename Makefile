@@ -70,45 +70,54 @@ bench-full: $(VENV)/.bench-ready reference-venv
 	$(call run_benchmarks,)
 
 # Reproduce the shipped adapters of the default model (about 1.5 h on 2 CPU cores): each stage
-# trains into .cache/train/ (rerun to resume) and is exported into the package.
-RECIPE := indexer/llm2vec/pretrained/smollm2-135m
-TRAIN_RUNS := .cache/train/smollm2-135m
+# trains into .cache/train/<model>/<stage> (rerun to resume) and is exported into the package.
+PRETRAINED := indexer/llm2vec/pretrained
+# Progress bars unless TRAIN_FLAGS=--quiet (for runs in the background writing to a log).
+TRAIN_FLAGS ?=
+QA_PAIRS := --data $(DATA)/qa_pairs/pairs.jsonl
+WIKI_TEXT := --data $(DATA)/wiki_text/paragraphs.txt
+DISTILL_DATA := $(QA_PAIRS) --paragraphs $(DATA)/wiki_text/paragraphs.txt
+
+# $(1): model, $(2): `l2v train` stage, $(3): recipe (its YAML and adapter folder), $(4): data
+# options, $(5): the model's adapters merged below it
+define train_stage
+	$(L2V) train $(2) $(TRAIN_FLAGS) --config $(PRETRAINED)/$(1)/$(3).yaml $(4) $(foreach a,$(5),-a $(PRETRAINED)/$(1)/$(a)) \
+		--output .cache/train/$(1)/$(3)
+	$(L2V) train export .cache/train/$(1)/$(3) $(PRETRAINED)/$(1)/$(3)
+endef
 
 .PHONY: train-default
 
 train-default: setup $(VENV)/.bench-ready
-	$(L2V) train mntp --config $(RECIPE)/mntp.yaml --data $(DATA)/wiki_text/paragraphs.txt --output $(TRAIN_RUNS)/mntp
-	$(L2V) train export $(TRAIN_RUNS)/mntp $(RECIPE)/mntp
-	$(L2V) train supervised --config $(RECIPE)/supervised.yaml --data $(DATA)/qa_pairs/pairs.jsonl -a $(RECIPE)/mntp --output $(TRAIN_RUNS)/supervised
-	$(L2V) train export $(TRAIN_RUNS)/supervised $(RECIPE)/supervised
-	$(L2V) train simcse --config $(RECIPE)/simcse.yaml --data $(DATA)/wiki_text/paragraphs.txt -a $(RECIPE)/mntp --output $(TRAIN_RUNS)/simcse
-	$(L2V) train export $(TRAIN_RUNS)/simcse $(RECIPE)/simcse
+	$(call train_stage,smollm2-135m,mntp,mntp,$(WIKI_TEXT))
+	$(call train_stage,smollm2-135m,supervised,supervised,$(QA_PAIRS),mntp)
+	$(call train_stage,smollm2-135m,simcse,simcse,$(WIKI_TEXT),mntp)
 	$(MAKE) train-distill train-distill2
 
 # Distillation from all-MiniLM-L6-v2 on top of the shipped MNTP and supervised adapters, sized for
-# 2 CPU cores; each resumes when rerun, e.g. `nohup make train-distill2 > .cache/train/distill2.out 2>&1 &`,
-# progress in $(TRAIN_RUNS)/<stage>/train_log.jsonl. distill.yaml: 75 steps (about 75 min in fp32,
+# 2 CPU cores; each resumes when rerun, e.g. `nohup make train-distill2 TRAIN_FLAGS=--quiet >
+# .cache/train/distill2.out 2>&1 &`, progress in .cache/train/smollm2-135m/<stage>/train_log.jsonl. distill.yaml: 75 steps (about 75 min in fp32,
 # after ~22 min for the teacher's vectors); distill2.yaml: 120 steps in bf16 (66 min on an AMX CPU,
 # after ~16 min for the teacher's vectors), the teacher reading the student's 80 tokens.
 # distill-gpu.yaml is the paper-scale recipe for a GPU.
-# $(1): the stage, also the name of its recipe file and of its adapter folder
-define distill_stage
-	$(L2V) train distill --quiet --config $(RECIPE)/$(1).yaml --data $(DATA)/qa_pairs/pairs.jsonl \
-		--paragraphs $(DATA)/wiki_text/paragraphs.txt -a $(RECIPE)/mntp -a $(RECIPE)/supervised --output $(TRAIN_RUNS)/$(1)
-	$(L2V) train export $(TRAIN_RUNS)/$(1) $(RECIPE)/$(1)
-endef
-
-.PHONY: train-distill train-distill2 train-distill-epoch
+.PHONY: train-distill train-distill2 train-distill-epoch train-gemma3
 train-distill: $(VENV)/.bench-ready
-	$(call distill_stage,distill)
+	$(call train_stage,smollm2-135m,distill,distill,$(DISTILL_DATA),mntp supervised)
 
 train-distill2: $(VENV)/.bench-ready
-	$(call distill_stage,distill2)
+	$(call train_stage,smollm2-135m,distill,distill2,$(DISTILL_DATA),mntp supervised)
 
 # One epoch (2,077 steps, about 14 h on 2 CPU cores): not shipped yet, run it in the background
 # across sessions; it resumes from its last checkpoint when rerun.
 train-distill-epoch: $(VENV)/.bench-ready
-	$(call distill_stage,distill-epoch)
+	$(call train_stage,smollm2-135m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised)
+
+# The second base model (issue 15.4): Gemma 3 270M through SmolLM2's MNTP -> supervised -> distill2
+# recipes (pretrained/gemma3-270m/*.yaml), about 2 h on 2 AMX CPU cores.
+train-gemma3: setup $(VENV)/.bench-ready
+	$(call train_stage,gemma3-270m,mntp,mntp,$(WIKI_TEXT))
+	$(call train_stage,gemma3-270m,supervised,supervised,$(QA_PAIRS),mntp)
+	$(call train_stage,gemma3-270m,distill,distill2,$(DISTILL_DATA),mntp supervised)
 
 # The ablation table (benchmarks/results/ablation-quick.json; about 45 min on 2 CPU cores).
 .PHONY: ablation

@@ -3,8 +3,8 @@
     python benchmarks/ablation.py [--data ../shared/data] [--configs causal,bidirectional,...] [--full]
 
 Rows: the untrained model with causal attention, with bidirectional attention, then the shipped
-adapters (bidirectional + MNTP, + MNTP + SimCSE, + MNTP + supervised, + distillation on top), with BM25
-for orientation.
+adapters (bidirectional + MNTP, + MNTP + SimCSE, + MNTP + supervised, + distillation on top), the
+second base model (Gemma 3 270M) through the same recipes, with BM25 for orientation.
 Columns: NDCG@10 and Recall@100 on the BEIR sets (through our indexer and retriever, as
 `beir.py` runs them) and Spearman correlation of cosine similarity on STS-B test and SICK-R test.
 None of these test sets is used for training (MNTP/SimCSE: wiki_text; supervised: qa_pairs).
@@ -50,6 +50,10 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
     "bi+mntp+supervised+distill2": ("smollm2-135m:mntp+supervised+distill2", True,
                                     "+ the longer distillation (distill2.yaml: 120 steps, teacher at 80 tokens; "
                                     "the default since 2026-12-03)"),
+    "gemma3:bi+mntp+supervised": ("gemma3-270m:mntp+supervised", True,
+                                  "Gemma 3 270M base through SmolLM2's MNTP and supervised recipes"),
+    "gemma3:bi+mntp+supervised+distill2": ("gemma3-270m:mntp+supervised+distill2", True,
+                                           "Gemma 3 270M base, + SmolLM2's distill2 recipe"),
 }
 
 

@@ -53,13 +53,14 @@ def test_a_stage_is_listed_on_top_of_the_stages_it_was_trained_on(tmp_path, monk
     assert shipped_recipes("m") == ["base", "mntp", "mntp+supervised", "mntp+supervised+distill"]
 
 
-def test_shipped_adapters_carry_their_reproduction_record():
-    for recipe in shipped_recipes("smollm2-135m")[1:]:
-        for adapter in SMOLLM2.recipe_adapters(recipe):
+@pytest.mark.parametrize("model", sorted(EMBEDDED_MODELS))
+def test_shipped_adapters_carry_their_reproduction_record(model):
+    for recipe in shipped_recipes(model)[1:]:
+        for adapter in EMBEDDED_MODELS[model].recipe_adapters(recipe):
             directory = Path(adapter)
             train_config = json.loads((directory / "train_config.json").read_text())
-            assert train_config["model"] == "smollm2-135m:base" and directory.name.startswith(train_config["stage"])
-            recipe_file = PRETRAINED / "smollm2-135m" / f"{directory.name}.yaml"
+            assert train_config["model"] == f"{model}:base" and directory.name.startswith(train_config["stage"])
+            recipe_file = PRETRAINED / model / f"{directory.name}.yaml"
             written = yaml.safe_load(recipe_file.read_text())  # the recipe it was trained with, as written
             assert {key: train_config[key] for key in written} == written, recipe_file
             assert len(json.loads((directory / "train_provenance.json").read_text())["data_sha256"]) == 64

@@ -13,7 +13,8 @@ from indexer.llm2vec import LLM2VecEncoder
 from indexer.llm2vec.training import TrainConfig, train
 from indexer.llm2vec.training.data import grouped_batches
 from indexer.llm2vec.training.objectives import IGNORE, mask_tokens, mntp_loss
-from tiny_models import CORPUS
+from indexer.llm2vec.training.stages import pack_blocks
+from tiny_models import CORPUS, build_tokenizer
 
 PAIRS = [
     {"query": "who wrote the fox sentence", "positive": "The quick brown fox jumps over the lazy dog.",
@@ -63,6 +64,18 @@ def test_mntp_loss_predicts_token_i_from_position_i_minus_1():
     labels = torch.tensor([[IGNORE, 3, IGNORE, 6]])  # tokens 1 and 3 are masked
     expected = torch.nn.functional.cross_entropy(head(hidden[0, [0, 2]]), torch.tensor([3, 6]))
     torch.testing.assert_close(mntp_loss(hidden, labels, head), expected)
+
+
+@pytest.mark.parametrize("adds_bos", [True, False])
+def test_mntp_blocks_start_as_the_tokenizer_starts_a_text(adds_bos, data, tmp_path):
+    tokenizer = build_tokenizer(adds_bos=adds_bos)
+    config = _config("mntp", "unused", data[0], tmp_path / "mntp", max_steps=2, batch_size=2, max_length=16)
+    blocks = pack_blocks(CORPUS[:6], tokenizer, config)
+    assert blocks.shape[1] == 16 and len(blocks) >= 4  # enough for max_steps x batch_size
+    lead = [tokenizer.bos_token_id] if adds_bos else []
+    assert all(block[: len(lead)].tolist() == lead for block in blocks)
+    stream = blocks[:, len(lead):].flatten().tolist()  # the rest: texts joined by EOS, no BOS inside
+    assert tokenizer.bos_token_id not in stream and stream.count(tokenizer.eos_token_id) >= 1
 
 
 def test_mntp_loss_falls_and_adapter_loads(tiny_llama, data, tmp_path):

@@ -78,8 +78,14 @@ def mntp_stage(config: TrainConfig) -> Stage:
 
 def pack_blocks(texts: list[str], tokenizer, config: TrainConfig) -> torch.Tensor:
     """Shuffle texts, join them with EOS and cut the stream into `max_length` blocks, enough for
-    the run (`max_steps x batch_size x grad_accum`) or the whole corpus, whichever is smaller."""
-    needed = config.max_steps * config.batch_size * config.grad_accum * config.max_length
+    the run (`max_steps x batch_size x grad_accum`) or the whole corpus, whichever is smaller.
+
+    Each block starts with what the tokenizer puts before a text (Gemma's and Llama's BOS, nothing
+    for SmolLM2), as every input the encoder sees does: models trained with a BOS at position 0
+    (Gemma) lean on it as an attention sink."""
+    lead = _leading_special_ids(tokenizer)
+    width = config.max_length - len(lead)
+    needed = config.max_steps * config.batch_size * config.grad_accum * width
     order = list(range(len(texts)))
     random.Random(config.seed).shuffle(order)
     stream: list[int] = []
@@ -89,10 +95,19 @@ def pack_blocks(texts: list[str], tokenizer, config: TrainConfig) -> torch.Tenso
             stream.extend(ids + [tokenizer.eos_token_id])
         if len(stream) >= needed:
             break
-    usable = len(stream) // config.max_length * config.max_length
+    usable = len(stream) // width * width
     if usable == 0:
         raise ValueError(f"{config.data}: not enough text for one block of {config.max_length} tokens")
-    return torch.tensor(stream[:usable], dtype=torch.long).view(-1, config.max_length)
+    body = torch.tensor(stream[:usable], dtype=torch.long).view(-1, width)
+    return torch.cat([torch.tensor(lead, dtype=torch.long).expand(len(body), -1), body], dim=1)
+
+
+def _leading_special_ids(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts in front of any text (e.g. [BOS]), from its own template."""
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x", add_special_tokens=True)["input_ids"]
+    starts = [i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain]
+    return full[: starts[0]] if starts else []
 
 
 def _encoder_stage(config: TrainConfig) -> tuple[LLM2VecEncoder, PeftModel]:
