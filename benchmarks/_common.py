@@ -11,10 +11,11 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,6 +48,13 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     return info
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and (max - min) / median of a list of timings, with the timings themselves."""
+    median = statistics.median(values)
+    return {"values": [round(v, 3) for v in values], "median": round(median, 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "relative_spread": round((max(values) - min(values)) / median, 3)}
 
 
 def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:

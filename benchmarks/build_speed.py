@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_DATA, cpu_flags, machine_info, read_jsonl, write_result  # noqa: E402
+from _common import DEFAULT_DATA, cpu_flags, machine_info, read_jsonl, spread, write_result  # noqa: E402
 
 MIN_PAIRS = 3
 TARGET = 0.9
@@ -73,12 +73,6 @@ def code_under_test() -> dict[str, str]:
     root = Path(found).resolve().parent.parent
     commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return {"path": str(root), "commit": commit.stdout.strip() or "unknown"}
-
-
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    median = statistics.median(values)
-    return {"values": [round(v, 3) for v in values], "median": round(median, 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "spread": round((max(values) - min(values)) / median, 3)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

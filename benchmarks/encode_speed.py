@@ -50,7 +50,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import DEFAULT_DATA, RESULTS, cpu_flags, machine_info, write_result  # noqa: E402
+from _common import DEFAULT_DATA, RESULTS, cpu_flags, machine_info, spread, write_result  # noqa: E402
 from _reference import prepare_model_dir, row_cosines, run_reference, write_inputs  # noqa: E402
 
 from indexer.llm2vec import LLM2VecEncoder, resolve_model  # noqa: E402
@@ -139,13 +139,6 @@ def rates(n: int, tokens: int, seconds: float, flop_per_token: float, peak: floa
     return {"seconds": round(seconds, 3), "passages_per_s": round(n / seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1), "gflops": round(gflops, 2),
             "pct_of_peak": round(100 * gflops / peak, 1), "pct_of_fp32_peak": round(100 * gflops / fp32_peak, 1)}
-
-
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Median, min, max and (max - min) / median of a list of timings."""
-    median = statistics.median(values)
-    return {"values": [round(v, 3) for v in values], "median": round(median, 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "relative_spread": round((max(values) - min(values)) / median, 3)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

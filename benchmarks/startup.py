@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cpu_flags, machine_info, write_result  # noqa: E402
+from _common import cpu_flags, machine_info, spread, write_result  # noqa: E402
 
 MIN_PAIRS = 3
 QUERY = "how do plants turn sunlight into energy?"
@@ -46,12 +45,6 @@ def timed(args: list[str]) -> tuple[float, str]:
 def hits(stdout: str) -> list[tuple[str, float]]:
     return [(row["chunk_id"] if "chunk_id" in row else row.get("id"), row["score"])
             for row in map(json.loads, stdout.splitlines())]
-
-
-def spread(values: Sequence[float]) -> dict[str, float | list[float]]:
-    median = statistics.median(values)
-    return {"values": [round(v, 3) for v in values], "median": round(median, 3), "min": round(min(values), 3),
-            "max": round(max(values), 3)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
