@@ -65,6 +65,8 @@ def main() -> None:
 
     Models: a Hugging Face directory, a hub id, a .gguf file, or an embedded model:
     smollm2-135m (the default, with its shipped LLM2Vec adapters, i.e.
-    smollm2-135m:mntp+supervised; smollm2-135m:mntp+simcse and smollm2-135m:base
-    pick another recipe or none) or gemma3-270m. Run `l2v COMMAND --help` for details.
+    smollm2-135m:mntp+supervised+distill2; smollm2-135m:mntp+supervised, :mntp+simcse
+    and :base pick another recipe or none) or gemma3-270m (Gemma 3 270M, i.e.
+    gemma3-270m:mntp+supervised; gemma3-270m:base is untrained). Run `l2v COMMAND --help`
+    for details.
     """

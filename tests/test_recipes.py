@@ -15,12 +15,15 @@ from indexer.llm2vec.sources import PRETRAINED, shipped_recipes
 SMOLLM2 = EMBEDDED_MODELS["smollm2-135m"]
 
 
-def test_default_recipe_is_mntp_then_supervised_then_distilled():
-    adapters = SMOLLM2.recipe_adapters(SMOLLM2.default_recipe)
-    assert [Path(a).name for a in adapters] == ["mntp", "supervised", "distill2"]
+@pytest.mark.parametrize("model, stages", [("smollm2-135m", ["mntp", "supervised", "distill2"]),
+                                           ("gemma3-270m", ["mntp", "supervised"])])
+def test_default_recipe_is_mntp_then_supervised_then_distilled(model, stages):
+    embedded = EMBEDDED_MODELS[model]
+    adapters = embedded.recipe_adapters(embedded.default_recipe)
+    assert [Path(a).name for a in adapters] == stages
     for adapter in adapters:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
-        assert config["base_model_name_or_path"] == "smollm2-135m:base"  # portable, not a machine path
+        assert config["base_model_name_or_path"] == f"{model}:base"  # portable, not a machine path
         assert (Path(adapter) / "adapter_model.safetensors").stat().st_size < 12_000_000
 
 
