@@ -100,8 +100,8 @@ train-default: setup $(VENV)/.bench-ready
 
 # Distillation from all-MiniLM-L6-v2 on top of the shipped MNTP and supervised adapters, sized for
 # 2 CPU cores; each resumes when rerun, e.g. `nohup make train-distill2 TRAIN_FLAGS=--quiet >
-# .cache/train/distill2.out 2>&1 &`, progress in .cache/train/smollm2-135m/<stage>/train_log.jsonl. distill.yaml: 75 steps (about 75 min in fp32,
-# after ~22 min for the teacher's vectors); distill2.yaml: 120 steps in bf16 (66 min on an AMX CPU,
+# .cache/train/distill2.out 2>&1 &`, progress in .cache/train/smollm2-135m/<stage>/train_log.jsonl.
+# distill.yaml: 75 steps (about 75 min in fp32, after ~22 min for the teacher's vectors); distill2.yaml: 120 steps in bf16 (66 min on an AMX CPU,
 # after ~16 min for the teacher's vectors), the teacher reading the student's 80 tokens.
 # distill-gpu.yaml is the paper-scale recipe for a GPU.
 .PHONY: train-distill train-distill2 train-distill-epoch train-gemma3
@@ -117,7 +117,7 @@ train-distill-epoch: $(VENV)/.bench-ready
 	$(call train_stage,smollm2-135m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised)
 
 # The second base model (issue 15.4): Gemma 3 270M through SmolLM2's MNTP -> supervised -> distill2
-# recipes (pretrained/gemma3-270m/*.yaml), about 2 h on 2 AMX CPU cores.
+# recipes (pretrained/gemma3-270m/*.yaml), about 2.5 h on 2 AMX CPU cores (18 + 73 + 51 min here).
 train-gemma3: setup $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,mntp,mntp,$(WIKI_TEXT))
 	$(call train_stage,gemma3-270m,supervised,supervised,$(QA_PAIRS),mntp)
