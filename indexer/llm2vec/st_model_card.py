@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .sources import EMBEDDED_MODELS
+from .tokenization import adds_bos
 
 if TYPE_CHECKING:
     from .encoder import LLM2VecEncoder
@@ -159,9 +160,7 @@ def _differences(encoder: "LLM2VecEncoder") -> list[str]:
         lines.append("- Load it with transformers' default `sdpa` (or `eager`) attention: `flash_attention_2` reads")
         lines.append(f"  the attention layers' own causal flag, which config.json cannot switch for "
                      f"{encoder.model.config.model_type}, and would attend causally.")
-    tokenizer = encoder.tokenizer
-    adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
-    if adds_bos and encoder.config.pooling_mode == "mean" and encoder.config.skip_instruction:
+    if adds_bos(encoder.tokenizer) and encoder.config.pooling_mode == "mean" and encoder.config.skip_instruction:
         lines.append("- Documents (no prompt): sentence-transformers also averages the BOS token's state, which")
         lines.append("  `LLM2VecEncoder` leaves out; queries with a prompt pool exactly the same tokens.")
     return lines

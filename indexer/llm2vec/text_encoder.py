@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .batching import length_batches
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
-from .tokenization import PromptFormat, TokenizedText, collate, tokenize
+from .tokenization import PromptFormat, TokenizedText, adds_bos, collate, tokenize
 
 TextInput = str | Sequence[str] | Sequence[Sequence[str]]
 CPU_MAX_BATCH_TOKENS = 2048
@@ -88,7 +88,6 @@ class TextEncoder:
         self.config = config
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         pooling = config.pooling_mode
-        adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
         if pooling == "bos_token" and tokenizer.bos_token_id is None:
             raise ModelLoadError("bos_token pooling needs a tokenizer with a BOS token; this one has none")
         if pooling == "eos_token" and tokenizer.eos_token_id is None:
@@ -99,7 +98,7 @@ class TextEncoder:
             skip_instruction=config.skip_instruction,
             chat_template=chat_template,
             append_eos=pooling == "eos_token",
-            prepend_bos=pooling == "bos_token" and not adds_bos,
+            prepend_bos=pooling == "bos_token" and not adds_bos(tokenizer),
             fold_all_caps=fold_all_caps,
         )
         self.provenance = dict(provenance or {})

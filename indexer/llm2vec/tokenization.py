@@ -52,6 +52,11 @@ class PromptFormat:
     fold_all_caps: bool = False
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer puts its BOS token in front of every text (Gemma, Llama; not SmolLM2)."""
+    return tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+
+
 def truncate_words(texts: Sequence[str], tokenizer: Any, fmt: PromptFormat) -> list[str]:
     """Cut texts longer than `doc_max_length` tokens on word boundaries, as the reference does."""
     lengths = [

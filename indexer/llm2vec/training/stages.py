@@ -14,7 +14,7 @@ from ..adapters import apply_adapters
 from ..attention import set_bidirectional
 from ..encoder import LLM2VecEncoder
 from ..sources import resolve_model
-from ..tokenization import collate
+from ..tokenization import adds_bos, collate
 from .config import TrainConfig
 from .data import read_pairs, read_texts
 from .objectives import contrastive_loss, mask_tokens, mntp_loss
@@ -80,10 +80,10 @@ def pack_blocks(texts: list[str], tokenizer, config: TrainConfig) -> torch.Tenso
     """Shuffle texts, join them with EOS and cut the stream into `max_length` blocks, enough for
     the run (`max_steps x batch_size x grad_accum`) or the whole corpus, whichever is smaller.
 
-    Each block starts with what the tokenizer puts before a text (Gemma's and Llama's BOS, nothing
-    for SmolLM2), as every input the encoder sees does: models trained with a BOS at position 0
+    Each block starts with the BOS when the tokenizer puts one before every text (Gemma, Llama; not
+    SmolLM2), as every input the encoder sees does: models trained with a BOS at position 0
     (Gemma) lean on it as an attention sink."""
-    lead = _leading_special_ids(tokenizer)
+    lead = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
     width = config.max_length - len(lead)
     needed = config.max_steps * config.batch_size * config.grad_accum * width
     order = list(range(len(texts)))
@@ -100,14 +100,6 @@ def pack_blocks(texts: list[str], tokenizer, config: TrainConfig) -> torch.Tenso
         raise ValueError(f"{config.data}: not enough text for one block of {config.max_length} tokens")
     body = torch.tensor(stream[:usable], dtype=torch.long).view(-1, width)
     return torch.cat([torch.tensor(lead, dtype=torch.long).expand(len(body), -1), body], dim=1)
-
-
-def _leading_special_ids(tokenizer) -> list[int]:
-    """The special tokens the tokenizer puts in front of any text (e.g. [BOS]), from its own template."""
-    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
-    full = tokenizer("x", add_special_tokens=True)["input_ids"]
-    starts = [i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain]
-    return full[: starts[0]] if starts else []
 
 
 def _encoder_stage(config: TrainConfig) -> tuple[LLM2VecEncoder, PeftModel]:
