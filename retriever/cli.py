@@ -67,6 +67,6 @@ def main() -> None:
     smollm2-135m (the default, with its shipped LLM2Vec adapters, i.e.
     smollm2-135m:mntp+supervised+distill2; smollm2-135m:mntp+supervised, :mntp+simcse
     and :base pick another recipe or none) or gemma3-270m (Gemma 3 270M, i.e.
-    gemma3-270m:mntp+supervised; gemma3-270m:base is untrained). Run `l2v COMMAND --help`
+    gemma3-270m:mntp+supervised+distill2; gemma3-270m:base is untrained). Run `l2v COMMAND --help`
     for details.
     """

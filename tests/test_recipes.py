@@ -16,7 +16,7 @@ SMOLLM2 = EMBEDDED_MODELS["smollm2-135m"]
 
 
 @pytest.mark.parametrize("model, stages", [("smollm2-135m", ["mntp", "supervised", "distill2"]),
-                                           ("gemma3-270m", ["mntp", "supervised"])])
+                                           ("gemma3-270m", ["mntp", "supervised", "distill2"])])
 def test_default_recipe_is_mntp_then_supervised_then_distilled(model, stages):
     embedded = EMBEDDED_MODELS[model]
     adapters = embedded.recipe_adapters(embedded.default_recipe)
@@ -69,3 +69,14 @@ def test_shipped_adapters_carry_their_reproduction_record(model):
             assert len(json.loads((directory / "train_provenance.json").read_text())["data_sha256"]) == 64
             steps = [json.loads(line)["step"] for line in (directory / "train_log.jsonl").read_text().splitlines()]
             assert steps[-1] == train_config["max_steps"]
+
+
+def test_cli_help_names_each_embedded_models_default_recipe():
+    """`l2v --help` named a default recipe two retrainings old; it must follow `default_recipe`."""
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    help_text = CliRunner().invoke(main, ["--help"], terminal_width=100).output
+    for name, embedded in EMBEDDED_MODELS.items():
+        assert f"{name}:{embedded.default_recipe};" in help_text, f"l2v --help misstates {name}'s default recipe"

