@@ -17,7 +17,7 @@ from .errors import IndexerError
 from .filter_cli import filter_options, filter_warnings, parse_filters
 from .ingest import IngestReport, RecordFields, count_documents, estimate_chunks, iter_documents
 from .llm2vec import LLM2VecError
-from .loading import DEFAULT_MODEL
+from .llm2vec.sources import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # the writer and the Ray engine import torch: only inside the commands that need them
     from .ray_engine import RayBuildStats, RayOptions

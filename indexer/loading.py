@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from .llm2vec.text_encoder import TextEncoder
 
-DEFAULT_MODEL = "smollm2-135m"
-
 
 def encoder_from_manifest(manifest: dict[str, Any], *, model: str | None = None,
                           adapters: Sequence[str] = (), index_dir: str | Path | None = None,

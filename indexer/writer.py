@@ -28,7 +28,8 @@ from .faiss_index import AUTO, auto_factory, validate_factory
 from .fields import delete_fields, write_fields
 from .filters import check_fields, compile_filter
 from .llm2vec.errors import LLM2VecError
-from .loading import DEFAULT_MODEL, encoder_from_manifest
+from .llm2vec.sources import DEFAULT_MODEL
+from .loading import encoder_from_manifest
 from .lock import WriteLock
 from .manifest import (LOCK_NAME, MANIFEST_NAME, SQLITE_NAME, check_encoder, new_manifest, now_iso, read_manifest,
                        write_manifest)

@@ -21,6 +21,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from indexer.llm2vec.sources import DEFAULT_MODEL
 from indexer.llm2vec.text_encoder import TextEncoder
 
 from .encoders import load_encoder
@@ -29,8 +30,6 @@ from .remote import LLM2VecRemoteRetriever
 from .retriever import Hit, Retriever
 from .search_settings import SearchSettings
 from .vectorstore import LLM2VecVectorStore
-
-DEFAULT_MODEL = "smollm2-135m"
 
 __all__ = ["LLM2VecEmbeddings", "LLM2VecRemoteRetriever", "LLM2VecRetriever", "LLM2VecVectorStore", "hit_to_document"]
 

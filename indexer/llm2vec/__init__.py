@@ -8,6 +8,7 @@ from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "CONFIG_NAME": ".config",
+    "DEFAULT_MODEL": ".sources",
     "EMBEDDED_MODELS": ".sources",
     "ExportError": ".st_export",
     "POOLING_MODES": ".config",

@@ -9,8 +9,7 @@ import click
 
 from .config import POOLING_MODES
 from .errors import LLM2VecError
-
-DEFAULT_MODEL = "smollm2-135m"
+from .sources import DEFAULT_MODEL
 
 
 def read_jsonl_inputs(path: Path) -> tuple[list[str | None], list[str]]:
