@@ -1,7 +1,7 @@
 """Retrieval quality on a BEIR-layout dataset, end to end through our indexer and retriever.
 
     python benchmarks/beir.py --data ../shared/data/scifact [--quick | --full] [--systems bm25,minilm,mpnet,...]
-                              [--model smollm2-135m] [--adapter DIR ...] [--task scientific_claim]
+                              [--model gemma3-270m] [--adapter DIR ...] [--task scientific_claim]
     nohup python benchmarks/beir.py --full --data ../shared/data/npl > beir-npl.log 2>&1 &   # rerun to resume
 
 The dataset is `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`. Every system sees the same
@@ -64,6 +64,7 @@ from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
 from indexer import keywords  # noqa: E402
 from indexer.llm2vec.recipes import hybrid_fusion  # noqa: E402
+from indexer.llm2vec.sources import DEFAULT_MODEL  # noqa: E402
 from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -368,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--systems", default=None,
                         help="comma-separated: " + ", ".join(SYSTEMS) + " [default: all; mpnet when installed]")
-    parser.add_argument("--model", default="smollm2-135m", help="LLM for the llm2vec (and causal) system")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="LLM for the llm2vec (and causal) system [default: %(default)s]")
     parser.add_argument("--adapter", action="append", default=[], help="extra adapter(s) for the llm2vec system")
     parser.add_argument("--task", default=None, help="query task (default: per dataset, else generic)")
     parser.add_argument("--fusion", choices=("rrf", "convex"), default=None,

@@ -28,6 +28,7 @@ from _common import DEFAULT_DATA, write_result  # noqa: E402
 from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from beir import (DEFAULT_TASKS, METRICS, Dataset, Run, best_chunk_run, build_index, evaluate,  # noqa: E402
                   load_dataset, load_llm)
+from indexer.llm2vec.sources import DEFAULT_MODEL  # noqa: E402
 
 
 def weighted_runs(dataset: Dataset, encoder, task: str, weights: Sequence[float], fusions: Sequence[str],
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "convex (min-max normalised scores) [default: %(default)s]")
     parser.add_argument("--depths", default="10,300", help="search depths k (hits per query) to score "
                         "[default: %(default)s]")
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="[default: %(default)s]")
     parser.add_argument("--task", default=None)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="as beir.py's: bf16 on CPUs with native bf16, its own index and cached vectors")

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/query_speed.py --smoke   # 10 docs, 2k vectors, 5 queries: checks it runs
 
 Indexes (built once under benchmarks/.work/ and reused):
-  * scifact: SciFact abstracts encoded by SmolLM2-135M (the default encoder), Flat.
+  * scifact: SciFact abstracts encoded by SmolLM2-135M (the default encoder until 2026-12-03), Flat.
   * synthetic: random unit vectors in the encoder's dimension with short texts, factory "auto"
     (IVF at this size), written through `Indexer.commit`, so hydration reads real SQLite rows.
 Queries are SciFact claims with the scifact task instruction, k=10, one at a time: for each, the

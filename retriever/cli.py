@@ -59,14 +59,14 @@ def main() -> None:
 
     \b
     Typical session:
-      l2v embed --model smollm2-135m --input texts.jsonl --output vectors.npy
+      l2v embed --model gemma3-270m --input texts.jsonl --output vectors.npy
       l2v index build my-index docs/            # encode documents into FAISS + SQLite
       l2v search my-index "what is LLM2Vec?"    # ranked chunks with scores
 
     Models: a Hugging Face directory, a hub id, a .gguf file, or an embedded model:
-    smollm2-135m (the default, with its shipped LLM2Vec adapters, i.e.
-    smollm2-135m:mntp+supervised+distill2; smollm2-135m:mntp+supervised, :mntp+simcse
-    and :base pick another recipe or none) or gemma3-270m (Gemma 3 270M, i.e.
-    gemma3-270m:mntp+supervised+distill2; gemma3-270m:base is untrained). Run `l2v COMMAND --help`
-    for details.
+    gemma3-270m (the default: Gemma 3 270M with its shipped LLM2Vec adapters, i.e.
+    gemma3-270m:mntp+supervised+distill2; :mntp+supervised, :mntp and :base pick another
+    recipe or none) or smollm2-135m (SmolLM2-135M, the default until 2026-12-03, i.e.
+    smollm2-135m:mntp+supervised+distill2; also :mntp+simcse). Indexes keep the model they
+    were built with. Run `l2v COMMAND --help` for details.
     """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from indexer.llm2vec import EMBEDDED_MODELS
+from indexer.llm2vec import DEFAULT_MODEL, EMBEDDED_MODELS
 from indexer.llm2vec.errors import ModelLoadError
 from indexer.llm2vec.sources import PRETRAINED, shipped_recipes
 
@@ -72,11 +72,13 @@ def test_shipped_adapters_carry_their_reproduction_record(model):
 
 
 def test_cli_help_names_each_embedded_models_default_recipe():
-    """`l2v --help` named a default recipe two retrainings old; it must follow `default_recipe`."""
+    """`l2v --help` named a default recipe two retrainings old; it must follow `DEFAULT_MODEL` and
+    each model's `default_recipe`."""
     from click.testing import CliRunner
 
     from retriever.cli import main
 
     help_text = CliRunner().invoke(main, ["--help"], terminal_width=100).output
+    assert f"{DEFAULT_MODEL} (the default" in " ".join(help_text.split()), "l2v --help names another default model"
     for name, embedded in EMBEDDED_MODELS.items():
         assert f"{name}:{embedded.default_recipe};" in help_text, f"l2v --help misstates {name}'s default recipe"

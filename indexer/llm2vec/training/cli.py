@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..sources import DEFAULT_MODEL
 from .config import STAGES, TrainConfig
 
 _STAGE_HELP = {
@@ -31,7 +32,7 @@ def _stage_command(stage: str) -> click.Command:
                   help="YAML/JSON settings (any TrainConfig field); flags override it.")
     @click.option("--data", type=click.Path(exists=True, dir_okay=False), help="Training data file.")
     @click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Output directory.")
-    @click.option("--model", "-m", default=None, help="Base model [default: smollm2-135m:base, the untrained embedded model].")
+    @click.option("--model", "-m", default=None, help=f"Base model [default: {DEFAULT_MODEL}:base, the untrained default model].")
     @click.option("--adapter", "-a", "adapters", multiple=True, type=click.Path(exists=True, file_okay=False),
                   help="Adapter(s) merged before training, e.g. the MNTP adapter.")
     @click.option("--max-steps", type=int, default=None)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..config import check_positive_ints
+from ..sources import DEFAULT_MODEL
 
 STAGES = ("mntp", "simcse", "supervised", "distill")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -32,8 +33,8 @@ class TrainConfig:
     stage: str
     data: str
     output_dir: str
-    model: str = "smollm2-135m:base"
-    """The untrained embedded model by default (plain "smollm2-135m" carries the shipped adapters)."""
+    model: str = f"{DEFAULT_MODEL}:base"
+    """The untrained default embedded model (its plain name, e.g. "gemma3-270m", carries the shipped adapters)."""
     adapters: list[str] = field(default_factory=list)
     """Adapters merged into the model before training (the MNTP adapter for SimCSE/supervised)."""
     max_steps: int = 1000
