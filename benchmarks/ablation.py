@@ -49,11 +49,11 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
                                    "+ distilled from all-MiniLM-L6-v2 (mined negatives + soft targets, distill.yaml)"),
     "bi+mntp+supervised+distill2": ("smollm2-135m:mntp+supervised+distill2", True,
                                     "+ the longer distillation (distill2.yaml: 120 steps, teacher at 80 tokens; "
-                                    "the default since 2026-12-03)"),
+                                    "SmolLM2's default recipe)"),
     "gemma3:bi+mntp+supervised": ("gemma3-270m:mntp+supervised", True,
                                   "Gemma 3 270M base through SmolLM2's MNTP and supervised recipes"),
     "gemma3:bi+mntp+supervised+distill2": ("gemma3-270m:mntp+supervised+distill2", True,
-                                           "Gemma 3 270M base, + SmolLM2's distill2 recipe"),
+                                           "Gemma 3 270M base, + SmolLM2's distill2 recipe (the default since 2026-12-03)"),
 }
 
 
