@@ -83,12 +83,18 @@ QA_PAIRS := --data $(DATA)/qa_pairs/pairs.jsonl
 WIKI_TEXT := --data $(DATA)/wiki_text/paragraphs.txt
 DISTILL_DATA := $(QA_PAIRS) --paragraphs $(DATA)/wiki_text/paragraphs.txt
 
+# Runs that outlast a session (an epoch: many sessions on 2 CPU cores) train into $(RUNS)/<model>/<recipe>
+# instead of .cache/train, because a new checkout has no .cache: git tracks that folder (its
+# checkpoint, log and config; the teacher's vectors are recomputed), so commit it before a session
+# ends and a fresh clone resumes from the last checkpoint.
+RUNS := indexer/llm2vec/training/runs
+
 # $(1): model, $(2): `l2v train` stage, $(3): recipe (its YAML and adapter folder), $(4): data
-# options, $(5): the model's adapters merged below it
+# options, $(5): the model's adapters merged below it, $(6): the folder runs train in (.cache/train)
 define train_stage
 	$(L2V) train $(2) $(TRAIN_FLAGS) --config $(PRETRAINED)/$(1)/$(3).yaml $(4) $(foreach a,$(5),-a $(PRETRAINED)/$(1)/$(a)) \
-		--output .cache/train/$(1)/$(3)
-	$(L2V) train export .cache/train/$(1)/$(3) $(PRETRAINED)/$(1)/$(3)
+		--output $(or $(6),.cache/train)/$(1)/$(3)
+	$(L2V) train export $(or $(6),.cache/train)/$(1)/$(3) $(PRETRAINED)/$(1)/$(3)
 endef
 
 .PHONY: train-default train-smollm2
@@ -115,9 +121,9 @@ train-distill2: $(VENV)/.bench-ready
 	$(call train_stage,smollm2-135m,distill,distill2,$(DISTILL_DATA),mntp supervised)
 
 # One epoch (2,077 steps, about 14 h on 2 CPU cores): not shipped yet, run it in the background
-# across sessions; it resumes from its last checkpoint when rerun.
+# across sessions; it resumes from its last checkpoint in $(RUNS) when rerun.
 train-distill-epoch: $(VENV)/.bench-ready
-	$(call train_stage,smollm2-135m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised)
+	$(call train_stage,smollm2-135m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
 # The default model, Gemma 3 270M, through SmolLM2's MNTP -> supervised -> distill2 recipes
 # (pretrained/gemma3-270m/*.yaml), about 2.5 h on 2 AMX CPU cores (18 + 73 + 51 min here).
@@ -127,9 +133,9 @@ train-gemma3: setup $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,distill,distill2,$(DISTILL_DATA),mntp supervised)
 
 # One epoch of distillation on Gemma 3 270M (2,077 steps, pretrained/gemma3-270m/distill-epoch.yaml):
-# not shipped yet, run it in the background across sessions; it resumes from its last checkpoint.
+# not shipped yet, run it in the background across sessions; it resumes from its last checkpoint in $(RUNS).
 train-gemma3-epoch: $(VENV)/.bench-ready
-	$(call train_stage,gemma3-270m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised)
+	$(call train_stage,gemma3-270m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
 # The ablation table (benchmarks/results/ablation-quick.json; about 45 min on 2 CPU cores).
 .PHONY: ablation

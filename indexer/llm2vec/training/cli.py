@@ -92,7 +92,7 @@ def export(run_dir: Path, target: Path, base_model: str | None, checkpoint: bool
 
     \b
     A long run, measured at its newest checkpoint while it trains on:
-      l2v train export --checkpoint .cache/train/smollm2-135m/distill-epoch /tmp/midway
+      l2v train export --checkpoint indexer/llm2vec/training/runs/smollm2-135m/distill-epoch /tmp/midway
       l2v embed -m smollm2-135m:mntp+supervised -a /tmp/midway --input q.jsonl --output q.npy
     """
     from .export import export_adapter
