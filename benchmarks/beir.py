@@ -249,18 +249,20 @@ def vectors_key(encoder: Any) -> str:
     return f"{encoder.fingerprint()}-{encoder.precision}"
 
 
-def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_root: Path | None = None) -> Path:
-    """Index the corpus with our `Indexer` (resumable; kept under WORK, keyed by data, encoder and
-    precision). Chunk vectors go through the embedding cache (`cache_root`), so another index of
-    the same texts reuses them."""
+def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_root: Path | None = None,
+                chunk_tokens: int | None = None) -> Path:
+    """Index the corpus with our `Indexer` (resumable; kept under WORK, keyed by data, encoder,
+    precision and chunk size; None: the index default). Chunk vectors go through the embedding cache
+    (`cache_root`), so another index of the same texts reuses them."""
     from tqdm.auto import tqdm
 
     from indexer import Indexer
 
-    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / vectors_key(encoder)
+    chunking = f"-chunk{chunk_tokens}" if chunk_tokens else ""
+    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / (vectors_key(encoder) + chunking)
     if cache_root is not None:
         encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, vectors_key(encoder), dataset.name))
-    with Indexer(index_dir, encoder, batch_size=batch_size) as indexer:  # streamed: commits as it goes
+    with Indexer(index_dir, encoder, batch_size=batch_size, chunk_tokens=chunk_tokens) as indexer:  # streamed: commits as it goes
         docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
                     desc=f"index {dataset.name}", unit="doc")
         try:
@@ -285,13 +287,13 @@ def best_chunk_run(query_ids: Sequence[str], ranked_doc_ids: Sequence[Sequence[t
 
 def run_llm2vec(dataset: Dataset, encoder: Any, task: str | None, *, batch_size: int = 16,
                 hybrid: bool = False, cache_root: Path | None = None, fusion: str | None = None,
-                dense_weight: float | None = None) -> Run:
+                dense_weight: float | None = None, chunk_tokens: int | None = None) -> Run:
     """Index the corpus (`build_index`) and search it with our `Retriever` (`hybrid`: its dense
     hits fused with the index's own BM25 keyword hits, by `fusion` and `dense_weight` as
     `Retriever.open` takes them: None, the recipe's)."""
     from retriever import Retriever
 
-    index_dir = build_index(dataset, encoder, batch_size=batch_size, cache_root=cache_root)
+    index_dir = build_index(dataset, encoder, batch_size=batch_size, cache_root=cache_root, chunk_tokens=chunk_tokens)
     with Retriever.open(index_dir, encoder, batch_size=batch_size, fusion=fusion,
                         dense_weight=dense_weight) as retriever:
         hits = retriever.search_batch(list(dataset.queries.values()), k=DEPTH * 3, task=task, hybrid=hybrid)
@@ -335,9 +337,11 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
         fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({chosen.function}, dense weight "
                   f"{chosen.dense_weight:g})") if hybrid else ""
         label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
-                 + (f" (computed in {args.precision})" if args.precision != "fp32" else ""))
+                 + (f" (computed in {args.precision})" if args.precision != "fp32" else "")
+                 + (f" ({args.chunk_tokens}-token chunks)" if args.chunk_tokens else ""))
         return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root,
-                                             fusion=args.fusion, dense_weight=args.dense_weight)
+                                             fusion=args.fusion, dense_weight=args.dense_weight,
+                                             chunk_tokens=args.chunk_tokens)
     if name == "int8":
         label = args.model + "".join(f" + {a}" for a in args.adapter) + " (int8, ONNX Runtime)"
         return label, lambda ds: run_llm2vec(ds, load_llm(args.model, tuple(args.adapter), bidirectional=True,
@@ -385,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="precision of the llm2vec and hybrid systems: bf16 (CPUs with native bf16) has the fp32 "
                              "fingerprint and rows within cosine 0.9999, about twice as fast [default: fp32]")
+    parser.add_argument("--chunk-tokens", type=int, default=None,
+                        help="tokens per chunk of the llm2vec and hybrid systems' indexes (their own index and row "
+                             "label) [default: the Indexer's, the encoder's doc_max_length]")
     parser.add_argument("--max-docs", type=int, default=None)
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--output", default=None, help="result JSON (default benchmarks/results/beir-<name>.json)")

@@ -32,13 +32,14 @@ from indexer.llm2vec.sources import DEFAULT_MODEL  # noqa: E402
 
 
 def weighted_runs(dataset: Dataset, encoder, task: str, weights: Sequence[float], fusions: Sequence[str],
-                  depths: Sequence[int], *, cache_root: Path | None) -> Iterator[tuple[tuple[str, float, int], Run]]:
+                  depths: Sequence[int], *, cache_root: Path | None,
+                  chunk_tokens: int | None = None) -> Iterator[tuple[tuple[str, float, int], Run]]:
     """For each fusion function, dense weight (the keyword list weighs 1) and search depth k: the run
     of `Retriever`'s hybrid search so configured (the queries encoded once), as it is scored."""
     from retriever import Retriever
     from retriever.retriever import SearchOptions
 
-    index_dir = build_index(dataset, encoder, cache_root=cache_root)
+    index_dir = build_index(dataset, encoder, cache_root=cache_root, chunk_tokens=chunk_tokens)
     query_ids, texts = list(dataset.queries), list(dataset.queries.values())
     options = SearchOptions.checked(mmr=False, hybrid=True, lambda_mult=0.5)
     with Retriever.open(index_dir, encoder) as retriever:
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task", default=None)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="as beir.py's: bf16 on CPUs with native bf16, its own index and cached vectors")
+    parser.add_argument("--chunk-tokens", type=int, default=None, help="as beir.py's: tokens per chunk of the index "
+                        "[default: the Indexer's]")
     parser.add_argument("--cache-dir", default=str(CACHE_ROOT), help="beir.py's document embedding cache "
                         "[default: %(default)s]")
     parser.add_argument("--output", default=None)
@@ -77,14 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     depths = [int(k) for k in args.depths.split(",")]
     print(f"{dataset.name} ({args.split}): {len(dataset.docs)} docs, {len(dataset.queries)} queries, task {task}")
     runs = weighted_runs(dataset, load_llm(args.model, (), bidirectional=True, precision=args.precision), task, weights,
-                         fusions, depths, cache_root=Path(args.cache_dir))
+                         fusions, depths, cache_root=Path(args.cache_dir), chunk_tokens=args.chunk_tokens)
     rows = []
     for (fusion, weight, k), run in runs:
         rows.append({"fusion": fusion, "dense_weight": weight, "k": k, **evaluate(dataset, run)})
         print(f"  k {k:<4} {fusion:<7} dense weight {weight:<5}" + "  ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
     path = write_result(f"fusion-{dataset.name}-{args.split}",
                         {"dataset": dataset.name, "split": args.split, "data_sha256": dataset.sha256, "task": task,
-                         "model": args.model, "precision": args.precision, "protocol": dataset.protocol, "rows": rows}, args.output)
+                         "model": args.model, "precision": args.precision,
+                         "chunk_tokens": args.chunk_tokens, "protocol": dataset.protocol, "rows": rows}, args.output)
     print(f"wrote {path}")
     return 0
 

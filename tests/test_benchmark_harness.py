@@ -77,6 +77,24 @@ def test_a_bf16_system_builds_its_own_index(dataset_dir, tiny_encoder, tmp_path,
     assert names == [f"{tiny_encoder.fingerprint()}-bf16", f"{tiny_encoder.fingerprint()}-fp32"]
 
 
+def test_a_chunk_size_builds_its_own_index_of_chunks_that_size(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    """`--chunk-tokens`: an index of the asked chunk size, kept apart from the default one (which the
+    first build made at the encoder's doc_max_length), so neither resumes the other."""
+    from indexer import IndexStore
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    dataset = beir.load_dataset(dataset_dir)
+    default = beir.build_index(dataset, tiny_encoder)
+    small = beir.build_index(dataset, tiny_encoder, chunk_tokens=4)
+    assert small.name == f"{default.name}-chunk4"
+    with IndexStore.open(default) as whole, IndexStore.open(small) as windows:
+        assert whole.manifest["chunking"]["chunk_tokens"] == tiny_encoder.config.doc_max_length
+        assert windows.manifest["chunking"] == {"chunk_tokens": 4, "overlap": 1}
+        assert whole.counts()["chunks"] == len(dataset.docs) < windows.counts()["chunks"]
+    run = beir.run_llm2vec(dataset, tiny_encoder, "generic", chunk_tokens=4)
+    assert all(set(ranked) <= set(dataset.docs) for ranked in run.values())  # chunks are scored as documents
+
+
 # ----------------------------------------------------------------------------- the embedding cache
 from _embedding_cache import EmbeddingCache  # noqa: E402
 
