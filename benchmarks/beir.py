@@ -262,7 +262,8 @@ def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_r
     index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / (vectors_key(encoder) + chunking)
     if cache_root is not None:
         encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, vectors_key(encoder), dataset.name))
-    with Indexer(index_dir, encoder, batch_size=batch_size, chunk_tokens=chunk_tokens) as indexer:  # streamed: commits as it goes
+    # streamed: commits as it goes
+    with Indexer(index_dir, encoder, batch_size=batch_size, chunk_tokens=chunk_tokens) as indexer:
         docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
                     desc=f"index {dataset.name}", unit="doc")
         try:
