@@ -63,6 +63,7 @@ from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from _embedding_cache import CachedEncoder, EmbeddingCache  # noqa: E402
 
 from indexer import keywords  # noqa: E402
+from indexer.chunking import default_chunk_tokens  # noqa: E402
 from indexer.llm2vec.recipes import hybrid_fusion  # noqa: E402
 from indexer.llm2vec.sources import DEFAULT_MODEL  # noqa: E402
 from indexer.llm2vec.training.teachers import MINILM, MPNET, installed  # noqa: E402
@@ -182,11 +183,8 @@ def run_keywords(dataset: Dataset, *, stemmed: bool = True) -> Run:
 
     db = sqlite_utils.Database(sqlite3.connect(":memory:", isolation_level=None))
     ids = list(dataset.docs)
-    db["chunks"].insert_all(({"id": n, "text": dataset.docs[d]} for n, d in enumerate(ids)), pk="id")
-    if stemmed:
-        keywords.create_keyword_table(db)
-    else:
-        db["chunks"].enable_fts(["text"], fts_version="FTS5")
+    keywords.create_keyword_table(db, keywords.TOKENIZER if stemmed else "unicode61")
+    keywords.index_documents(db, ((d, n, 0, len(dataset.docs[d]), dataset.docs[d]) for n, d in enumerate(ids)))
     return {q: {ids[row]: score for row, score in keywords.keyword_search(db, text, DEPTH)}
             for q, text in dataset.queries.items()}
 
@@ -252,14 +250,15 @@ def vectors_key(encoder: Any) -> str:
 def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_root: Path | None = None,
                 chunk_tokens: int | None = None) -> Path:
     """Index the corpus with our `Indexer` (resumable; kept under WORK, keyed by data, encoder,
-    precision and chunk size; None: the index default). Chunk vectors go through the embedding cache
-    (`cache_root`), so another index of the same texts reuses them."""
+    precision and the chunk size it gets: `chunk_tokens`, else the index default). Chunk vectors go
+    through the embedding cache (`cache_root`), so another index of the same texts reuses them."""
     from tqdm.auto import tqdm
 
     from indexer import Indexer
 
-    chunking = f"-chunk{chunk_tokens}" if chunk_tokens else ""
-    index_dir = WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}" / (vectors_key(encoder) + chunking)
+    chunking = chunk_tokens or default_chunk_tokens(encoder)
+    index_dir = (WORK / f"{dataset.name}-{dataset.sha256[:12]}-{len(dataset.docs)}"
+                 / f"{vectors_key(encoder)}-chunk{chunking}")
     if cache_root is not None:
         encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, vectors_key(encoder), dataset.name))
     # streamed: commits as it goes
@@ -335,11 +334,12 @@ def system_runner(name: str, args: argparse.Namespace) -> tuple[str, Callable[[D
         hybrid = name == "hybrid"
         encoder = load_llm(args.model, tuple(args.adapter), bidirectional=True, precision=args.precision)
         chosen = hybrid_fusion(encoder.spec()).overridden(args.fusion, args.dense_weight)  # as Retriever.open
-        fusion = (f" + SQLite FTS5 BM25, {keywords.TOKENIZER} ({chosen.function}, dense weight "
+        fusion = (f" + SQLite FTS5 BM25 per document, {keywords.TOKENIZER} ({chosen.function}, dense weight "
                   f"{chosen.dense_weight:g})") if hybrid else ""
+        chunking = args.chunk_tokens or default_chunk_tokens(encoder)
         label = (args.model + "".join(f" + {a}" for a in args.adapter) + fusion
                  + (f" (computed in {args.precision})" if args.precision != "fp32" else "")
-                 + (f" ({args.chunk_tokens}-token chunks)" if args.chunk_tokens else ""))
+                 + f" ({chunking}-token chunks)")
         return label, lambda ds: run_llm2vec(ds, encoder, args.task, hybrid=hybrid, cache_root=args.cache_root,
                                              fusion=args.fusion, dense_weight=args.dense_weight,
                                              chunk_tokens=args.chunk_tokens)

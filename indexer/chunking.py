@@ -13,9 +13,10 @@ re-cuts a chunk, in any script (text without spaces, minified code, long URL lis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from .llm2vec.casing import fold_all_caps
+from .llm2vec.recipes import index_chunk_tokens
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Chunk:
     start: int
     end: int
     text: str
+
+
+def default_chunk_tokens(encoder: Any) -> int:
+    """The chunk length of a new index for `encoder`: what its shipped recipe names
+    (`recipes.INDEX_CHUNK_TOKENS`), else its doc_max_length."""
+    return index_chunk_tokens(encoder.spec()) or encoder.config.doc_max_length
 
 
 def check_chunking(chunk_tokens: int, overlap: int, doc_max_length: int | None = None) -> None:
@@ -66,3 +73,16 @@ def chunk_text(text: str, tokenizer: Any, chunk_tokens: int, overlap: int) -> li
             break
         first = max(last - overlap, first + 1)
     return chunks
+
+
+def stitch(spans: Iterable[tuple[int, int, str]]) -> str:
+    """A document's text rebuilt from its chunks' (start, end, text), in position order (overlaps
+    are kept once)."""
+    text, covered = "", None
+    for start, end, piece in spans:
+        if covered is None:
+            text, covered = piece, end
+        else:
+            text += piece[max(0, covered - start) :]
+            covered = max(covered, end)
+    return text

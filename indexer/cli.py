@@ -151,7 +151,8 @@ def index() -> None:
               help="FAISS index: Flat (default, exact), HNSW32, IVF1024,Flat, IVF1024,PQ64, OPQ64,IVF1024,PQ64, "
                    "or auto (by the number of chunks the sources will make).")
 @click.option("--chunk-tokens", type=click.IntRange(min=1), default=None,
-              help="Tokens per chunk [default: the encoder's doc_max_length].")
+              help="Tokens per chunk [default: what the shipped recipe names (128 for the default model), "
+                   "else the encoder's doc_max_length].")
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tokens shared by neighbouring chunks [default: 32].")
 @click.option("--document-instruction", default=None,
               help="Instruction to encode documents with [default: none, as LLM2Vec does].")

@@ -1,7 +1,7 @@
 """`meta.sqlite`: the tables of an index (created with sqlite-utils) and how to connect to it.
 
-SQLite is the source of truth. Besides the documents and chunks (and the FTS5 keyword table over
-chunk text kept current by triggers, see `indexer.keywords`), it holds each chunk's float32 vector, the ids deleted
+SQLite is the source of truth. Besides the documents and chunks (and the FTS5 keyword table with a
+row per document, written with its chunks, see `indexer.keywords`), it holds each chunk's float32 vector, the ids deleted
 since the last FAISS snapshot (`tombstones`), two counters in `state`: the commit
 `generation` and the `next_chunk_id`, and the names of the embedding shards committed by
 distributed builds (`shards`, see `indexer.shards`), and the typed metadata rows filters run on
@@ -21,7 +21,7 @@ from .manifest import LOCK_NAME, SQLITE_NAME
 
 from .fields import create_fields
 from .keywords import TABLE as KEYWORD_TABLE
-from .keywords import create_keyword_table, needs_rebuild, rebuild_keyword_table
+from .keywords import needs_rebuild, rebuild_keyword_table
 
 TABLES = ("documents", "chunks", "vectors", "tombstones", "state", KEYWORD_TABLE, "fields")
 
@@ -58,9 +58,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                         if_not_exists=True)
     for key in ("generation", "next_chunk_id", "pruned_through"):
         db.execute("INSERT OR IGNORE INTO state(key, value) VALUES (?, 0)", [key])
-    if not db[KEYWORD_TABLE].exists():
-        create_keyword_table(db)
-    elif needs_rebuild(db):
+    if needs_rebuild(db):
         rebuild_keyword_table(db)
     create_fields(db)
 
@@ -79,7 +77,7 @@ def read_state(db: sqlite_utils.Database) -> dict[str, int]:
 
 def needs_upgrade(db: sqlite_utils.Database) -> bool:
     """Whether the database was written before a table this version adds (`fields`) or with the
-    keyword tokenizer of an older version (`keywords.needs_rebuild`)."""
+    keyword table of an older version (`keywords.needs_rebuild`)."""
     return db["documents"].exists() and (not db["fields"].exists() or needs_rebuild(db))
 
 

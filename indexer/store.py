@@ -39,6 +39,7 @@ from .sqlite_import import sqlite_utils
 from .errors import IndexFormatError
 from .faiss_index import Selector, VectorIndex, min_train_size
 from .manifest import FAISS_NAME, MANIFEST_NAME, SQLITE_NAME, read_manifest, replace_atomically, write_manifest
+from .chunking import stitch
 from .keywords import keyword_search
 from .schema import check_schema, connect, needs_upgrade, read_state, upgrade_schema
 
@@ -58,18 +59,6 @@ def in_batches(values: Sequence[Any], size: int = _MAX_PARAMS) -> Iterator[Seque
 def placeholders(n: int) -> str:
     """"?, ?, ..." for `n` bound parameters."""
     return ", ".join("?" * n)
-
-
-def stitch(chunks: Sequence[dict[str, Any]]) -> str:
-    """A document's text rebuilt from its overlapping chunks (ordered by position) and their spans."""
-    text, covered = "", None
-    for chunk in chunks:
-        if covered is None:
-            text, covered = chunk["text"], chunk["end"]
-        else:
-            text += chunk["text"][max(0, covered - chunk["start"]) :]
-            covered = max(covered, chunk["end"])
-    return text
 
 
 class IndexStore:
@@ -302,14 +291,11 @@ class IndexStore:
                                       [doc_id]).fetchone()
                 if row is None:
                     continue
-                chunks = [
-                    {"id": cid, "start": start, "end": end, "text": text}
-                    for cid, start, end, text in self.db.execute(
-                        'SELECT id, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY position', [doc_id]
-                    ).fetchall()
-                ]
+                chunks = self.db.execute(
+                    'SELECT id, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY position', [doc_id]
+                ).fetchall()
                 out.append({"id": doc_id, "metadata": json.loads(row[0]), "source": row[1], "added_at": row[2],
-                            "text": stitch(chunks), "chunk_ids": [c["id"] for c in chunks]})
+                            "text": stitch(span for _, *span in chunks), "chunk_ids": [c[0] for c in chunks]})
         return out
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
@@ -335,10 +321,26 @@ class IndexStore:
         matrix = np.frombuffer(b"".join(found[i] for i in present), dtype=np.float32).reshape(len(present), self.dim)
         return np.asarray(present, dtype=np.int64), matrix
 
-    def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """BM25 (FTS5, stemmed: `indexer.keywords`) over chunk text: [(chunk id, score)], best first."""
+    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """BM25 (FTS5, stemmed: `indexer.keywords`) over whole documents: [(doc id, score)], best first."""
         with self._lock:
-            return keyword_search(self.db, query, k)
+            hits = keyword_search(self.db, query, k)
+            doc_of: dict[int, str] = {}
+            for part in in_batches([key for key, _ in hits]):
+                doc_of.update(self.db.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({placeholders(len(part))})",
+                                              list(part)).fetchall())
+        return [(doc_of[key], score) for key, score in hits if key in doc_of]
+
+    def chunk_ids_of(self, doc_ids: Sequence[str]) -> dict[str, list[int]]:
+        """The chunk ids of each of `doc_ids` that has chunks, in position order."""
+        found: dict[str, list[int]] = {}
+        with self._lock:
+            for part in in_batches(list(doc_ids)):
+                for doc_id, chunk_id in self.db.execute(
+                        f"SELECT doc_id, id FROM chunks WHERE doc_id IN ({placeholders(len(part))}) ORDER BY position",
+                        list(part)).fetchall():
+                    found.setdefault(doc_id, []).append(chunk_id)
+        return found
 
     def chunk_ids_where(self, where_sql: str, params: Sequence[Any] = ()) -> np.ndarray:
         """Ids of the chunks whose document matches `where_sql`, a parametrised clause over `documents d`.

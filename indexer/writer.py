@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Ma
 
 import numpy as np
 
-from .chunking import Chunk, check_chunking, chunk_text
+from .chunking import Chunk, check_chunking, chunk_text, default_chunk_tokens
 from .documents import DEFAULT_MAX_CHARS, Document, as_document
 from .errors import DocumentError, IndexerError, IndexFormatError
 from .faiss_index import AUTO, auto_factory, validate_factory
 from .fields import delete_fields, write_fields
 from .filters import check_fields, compile_filter
+from .keywords import CHUNK_COLUMNS, index_documents, unindex_documents
 from .llm2vec.errors import LLM2VecError
 from .llm2vec.sources import DEFAULT_MODEL
 from .loading import encoder_from_manifest
@@ -103,7 +104,8 @@ class Indexer:
     For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `precision` its
     precision ("fp32", "int8" or "auto", recorded in the manifest: see `llm2vec.precision`), `factory` the
     FAISS index (Flat by default; "auto" picks by `expected_size` chunks), `chunk_tokens` defaults to
-    the encoder's doc_max_length and `overlap` to 32. For an existing index, arguments left as None
+    the length the shipped recipe names (`recipes.INDEX_CHUNK_TOKENS`: 128 for the default model),
+    else the encoder's doc_max_length, and `overlap` to 32. For an existing index, arguments left as None
     come from its manifest, and ones that contradict it are an error; its encoder is loaded on the
     first write that needs it, so deleting and inspecting never load the LLM.
 
@@ -224,7 +226,7 @@ class Indexer:
         if factory == AUTO:
             factory = auto_factory(expected_size or 0, encoder.dim)
         validate_factory(factory, encoder.dim)
-        chunk_tokens = chunk_tokens or encoder.config.doc_max_length
+        chunk_tokens = chunk_tokens or default_chunk_tokens(encoder)
         overlap = min(DEFAULT_OVERLAP, chunk_tokens // 4) if overlap is None else overlap
         check_chunking(chunk_tokens, overlap, encoder.config.doc_max_length)
         manifest = new_manifest(encoder.spec(), encoder.fingerprint(), factory=factory, chunk_tokens=chunk_tokens,
@@ -434,10 +436,11 @@ class Indexer:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO documents (id, content_hash, metadata, source, added_at) VALUES (?, ?, ?, ?, ?)",
                 [(d.id, d.content_hash, d.metadata_json, d.source, added_at) for d in batch.documents])
-            rows = [(doc.id, c.position, c.start, c.end, c.text)
-                    for doc, doc_chunks in zip(batch.documents, batch.chunks) for c in doc_chunks]
-            db.conn.executemany('INSERT INTO chunks (id, doc_id, position, start, "end", text) VALUES (?, ?, ?, ?, ?, ?)',
-                                [(int(i), *row) for i, row in zip(ids, rows)])
+            chunks = [(doc.id, c) for doc, doc_chunks in zip(batch.documents, batch.chunks) for c in doc_chunks]
+            rows = [(doc_id, int(i), c.start, c.end, c.text, c.position) for i, (doc_id, c) in zip(ids, chunks)]
+            db.conn.executemany('INSERT INTO chunks (doc_id, id, start, "end", text, position) VALUES (?, ?, ?, ?, ?, ?)',
+                                rows)
+            index_documents(db, (row[:5] for row in rows))  # ChunkRow: all but the position
             db.conn.executemany("INSERT INTO vectors (id, vector) VALUES (?, ?)",
                                 [(int(i), v.tobytes()) for i, v in zip(ids, batch.vectors)])
             db.conn.executemany("UPDATE documents SET metadata = ? WHERE id = ?",
@@ -472,12 +475,15 @@ class Indexer:
             self.store.save_snapshot()
 
     def _drop_chunks(self, doc_ids: Sequence[str], generation: int) -> None:
-        """Inside a transaction: delete the chunks (and vectors) of `doc_ids`, tombstoning their ids."""
+        """Inside a transaction: delete the chunks (and vectors) of `doc_ids`, tombstoning their ids,
+        and their rows of the keyword table."""
         db = self.store.db
         removed: list[int] = []
         for part in in_batches(list(doc_ids)):
-            removed += [row[0] for row in db.execute(
-                f"SELECT id FROM chunks WHERE doc_id IN ({placeholders(len(part))})", list(part)).fetchall()]
+            chunks = db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id IN ({placeholders(len(part))}) "
+                                "ORDER BY doc_id, position", list(part)).fetchall()
+            unindex_documents(db, chunks)
+            removed += [row[1] for row in chunks]
         db.conn.executemany("INSERT OR REPLACE INTO tombstones (chunk_id, generation) VALUES (?, ?)",
                             [(i, generation) for i in removed])
         db.conn.executemany("DELETE FROM vectors WHERE id = ?", [(i,) for i in removed])

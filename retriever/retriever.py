@@ -345,20 +345,27 @@ class Retriever:
         self, query: str, vector: np.ndarray, dense: list[tuple[int, float]], fetch: int, selection: Selector | None,
         threshold: float | None,
     ) -> list[tuple[int, float]]:
-        """`self.fusion` of the dense hits and `fetch` BM25 hits; under a filter, BM25 over-fetches in
-        proportion. A keyword hit's cosine (from its stored vector) holds it to a `threshold` and
-        scores it on the dense side of a convex combination."""
+        """`self.fusion` of the dense hits (chunks) and `fetch` BM25 hits (whole documents, each
+        standing for its chunk nearest the query); under a filter, BM25 over-fetches in proportion.
+        A keyword hit's cosine (from its stored vectors) holds it to a `threshold` and scores it on
+        the dense side of a convex combination."""
         limit = fetch
         if selection is not None:  # FTS5 cannot filter by metadata: fetch enough to keep ~fetch after filtering
             limit = min(KEYWORD_FETCH_MAX, fetch * max(1, round(len(self.store) / max(selection.size, 1))))
-        keyword = self.store.keyword_search(query, limit)
+        documents = self.store.keyword_search(query, limit)
+        chunks_of = self.store.chunk_ids_of([doc_id for doc_id, _ in documents])
         if selection is not None:
-            allowed_set = set(selection.ids.tolist())
-            keyword = [(chunk_id, score) for chunk_id, score in keyword if chunk_id in allowed_set][:fetch]
+            allowed = set(selection.ids.tolist())
+            chunks_of = {doc_id: [i for i in ids if i in allowed] for doc_id, ids in chunks_of.items()}
+        documents = [(doc_id, score) for doc_id, score in documents if chunks_of.get(doc_id)][:fetch]
         cosines = dict(dense)
-        if threshold is not None or self.fusion.function == "convex":
-            found, matrix = self.store.stored_vectors([i for i, _ in keyword if i not in cosines])
-            cosines.update(zip(found.tolist(), (matrix @ vector).tolist()))
+        # a document with a chunk among the dense hits has its nearest chunk there (exact search), so
+        # only the others' chunk vectors are read
+        unseen = [i for doc_id, _ in documents if not any(i in cosines for i in chunks_of[doc_id])
+                  for i in chunks_of[doc_id]]
+        found, matrix = self.store.stored_vectors(unseen)
+        cosines.update(zip(found.tolist(), (matrix @ vector).tolist()))
+        keyword = [(max(chunks_of[doc_id], key=lambda i: cosines.get(i, -np.inf)), score) for doc_id, score in documents]
         if threshold is not None:
             keyword = [(chunk_id, score) for chunk_id, score in keyword if cosines.get(chunk_id, -np.inf) >= threshold]
         weights = [self.fusion.dense_weight, 1.0]

@@ -56,7 +56,8 @@ def test_llm2vec_system_runs_through_the_indexer_and_retriever(dataset_dir, tiny
     assert set(run) == set(dataset.queries)
     assert all(set(ranked) <= set(dataset.docs) and len(ranked) == len(dataset.docs) for ranked in run.values())
     index_dirs = list((tmp_path / "work").glob("*/*"))
-    assert [d.name for d in index_dirs] == [f"{tiny_encoder.fingerprint()}-{tiny_encoder.precision}"]
+    assert [d.name for d in index_dirs] == [
+        f"{tiny_encoder.fingerprint()}-{tiny_encoder.precision}-chunk{tiny_encoder.config.doc_max_length}"]
     assert beir.run_llm2vec(dataset, tiny_encoder, "generic") == run  # the kept index is reused as is
     fused = beir.run_llm2vec(dataset, tiny_encoder, "generic", hybrid=True)
     assert fused.keys() == run.keys() and fused != run
@@ -74,7 +75,8 @@ def test_a_bf16_system_builds_its_own_index(dataset_dir, tiny_encoder, tmp_path,
     beir.run_llm2vec(dataset, tiny_encoder, "generic")
     beir.run_llm2vec(dataset, apply_precision(tiny_encoder, "bf16"), "generic")
     names = sorted(d.name for d in (tmp_path / "work").glob("*/*"))
-    assert names == [f"{tiny_encoder.fingerprint()}-bf16", f"{tiny_encoder.fingerprint()}-fp32"]
+    chunking = f"chunk{tiny_encoder.config.doc_max_length}"
+    assert names == [f"{tiny_encoder.fingerprint()}-bf16-{chunking}", f"{tiny_encoder.fingerprint()}-fp32-{chunking}"]
 
 
 def test_a_chunk_size_builds_its_own_index_of_chunks_that_size(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
@@ -86,13 +88,29 @@ def test_a_chunk_size_builds_its_own_index_of_chunks_that_size(dataset_dir, tiny
     dataset = beir.load_dataset(dataset_dir)
     default = beir.build_index(dataset, tiny_encoder)
     small = beir.build_index(dataset, tiny_encoder, chunk_tokens=4)
-    assert small.name == f"{default.name}-chunk4"
+    assert small.name == default.name.replace(f"chunk{tiny_encoder.config.doc_max_length}", "chunk4")
     with IndexStore.open(default) as whole, IndexStore.open(small) as windows:
         assert whole.manifest["chunking"]["chunk_tokens"] == tiny_encoder.config.doc_max_length
         assert windows.manifest["chunking"] == {"chunk_tokens": 4, "overlap": 1}
         assert whole.counts()["chunks"] == len(dataset.docs) < windows.counts()["chunks"]
     run = beir.run_llm2vec(dataset, tiny_encoder, "generic", chunk_tokens=4)
     assert all(set(ranked) <= set(dataset.docs) for ranked in run.values())  # chunks are scored as documents
+
+
+def test_the_default_index_is_keyed_by_the_chunk_size_it_gets(dataset_dir, tiny_encoder, tmp_path, monkeypatch):
+    """When a recipe's default chunk size changes, the default benchmark index is a new one: the old
+    one (its manifest keeps the old size) must not be resumed and scored as the new default."""
+    from indexer import IndexStore
+    from indexer.llm2vec import recipes
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    dataset = beir.load_dataset(dataset_dir)
+    before = beir.build_index(dataset, tiny_encoder)
+    monkeypatch.setitem(recipes.INDEX_CHUNK_TOKENS, tiny_encoder.spec()["model"], 4)
+    after = beir.build_index(dataset, tiny_encoder)
+    assert after != before
+    with IndexStore.open(after) as store:
+        assert store.manifest["chunking"]["chunk_tokens"] == 4
 
 
 # ----------------------------------------------------------------------------- the embedding cache

@@ -10,9 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from indexer import Indexer, IndexStore
-from indexer.chunking import chunk_text, encoded_length
+from indexer.chunking import chunk_text, encoded_length, stitch
 from indexer.llm2vec import InputError
-from indexer.store import stitch
 from retriever.cli import main
 
 JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。" * 20
@@ -30,7 +29,7 @@ def test_every_chunk_fits_when_tokenized_alone(tiny_encoder, name: str) -> None:
     chunks = chunk_text(text, tiny_encoder.tokenizer, budget, 8)
     assert len(chunks) > 1
     assert all(encoded_length(c.text, tiny_encoder.tokenizer) <= budget for c in chunks)
-    assert stitch([{"text": c.text, "start": c.start, "end": c.end} for c in chunks]) == text
+    assert stitch((c.start, c.end, c.text) for c in chunks) == text
 
 
 def test_a_text_without_spaces_is_cut_at_a_token_not_emptied(tiny_encoder) -> None:

@@ -81,3 +81,20 @@ def test_cli_help_names_each_embedded_models_default_recipe():
     assert f"{DEFAULT_MODEL} (the default" in " ".join(help_text.split()), "l2v --help names another default model"
     for name, embedded in EMBEDDED_MODELS.items():
         assert f"{name}:{embedded.default_recipe};" in help_text, f"l2v --help misstates {name}'s default recipe"
+
+
+def test_a_shipped_recipe_names_the_chunk_length_of_new_indexes(tmp_path: Path, tiny_encoder,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer import Indexer
+    from indexer.llm2vec import recipes
+
+    monkeypatch.setitem(recipes.INDEX_CHUNK_TOKENS, tiny_encoder.spec()["model"], 16)
+    with Indexer(tmp_path / "recipe", tiny_encoder) as indexer:
+        assert indexer.chunk_tokens == 16
+    with Indexer(tmp_path / "asked", tiny_encoder, chunk_tokens=24) as indexer:
+        assert indexer.chunk_tokens == 24  # an explicit length wins
+    monkeypatch.delitem(recipes.INDEX_CHUNK_TOKENS, tiny_encoder.spec()["model"])
+    with Indexer(tmp_path / "recipe", tiny_encoder) as indexer:
+        assert indexer.chunk_tokens == 16  # an index keeps the length it was built with
+    with Indexer(tmp_path / "unlisted", tiny_encoder) as indexer:
+        assert indexer.chunk_tokens == tiny_encoder.config.doc_max_length

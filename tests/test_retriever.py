@@ -174,7 +174,7 @@ def test_convex_fusion_adds_min_max_normalised_cosine_and_bm25(index_dir: Path, 
         model = plain.store.manifest["encoder"]["model"]
         cosine = {h.chunk_id: h.score for h in plain.search("zebracorn", k=24, hybrid=False)}
         keyword = dict(plain.store.keyword_search("zebracorn", 24))
-    assert len(cosine) == 24 and len(keyword) == 1  # every chunk is a dense candidate; one has the word
+    assert len(cosine) == 24 and len(keyword) == 1  # every chunk is a dense candidate; one document has the word
     low, high = min(cosine.values()), max(cosine.values())
     monkeypatch.setitem(recipes.HYBRID_FUSIONS, model, recipes.HybridFusion("convex", 0.5))
     with Retriever.open(index_dir, tiny_encoder) as convex, \
@@ -182,9 +182,9 @@ def test_convex_fusion_adds_min_max_normalised_cosine_and_bm25(index_dir: Path, 
         assert convex.fusion == recipes.HybridFusion("convex", 0.5)
         hits = convex.search("zebracorn", k=5, fetch_k=24)
         assert overridden.fusion == recipes.HybridFusion("rrf", 0.5)
-    assert hits[0].chunk_id in keyword and hits[0].doc_id == "d07"  # 1 + 0.5 x its cosine share beats 0.5
-    for hit in hits:  # the lone keyword hit normalises to 1; the dense side weighs 0.5
-        expected = 0.5 * (cosine[hit.chunk_id] - low) / (high - low) + (hit.chunk_id in keyword)
+    assert hits[0].doc_id in keyword and hits[0].doc_id == "d07"  # 1 + 0.5 x its cosine share beats 0.5
+    for hit in hits:  # the lone keyword hit (a one-chunk document) normalises to 1; the dense side weighs 0.5
+        expected = 0.5 * (cosine[hit.chunk_id] - low) / (high - low) + (hit.doc_id in keyword)
         assert hit.score == pytest.approx(expected, abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 

@@ -78,6 +78,6 @@ def test_keyword_search_never_breaks_on_user_text(store, query):
 
 def test_keyword_search_ranks_by_bm25(store):
     hits = store.keyword_search("beta gamma", 5)
-    assert {cid for cid, _ in hits} == {0, 1, 2}
-    assert hits[0][0] == 0 and hits[0][1] > hits[-1][1]  # doc0 has both words
-    assert [cid for cid, _ in store.keyword_search('paren) "and', 5)] == [3]
+    assert {doc_id for doc_id, _ in hits} == {"doc0", "doc1", "doc2"}
+    assert hits[0][0] == "doc0" and hits[0][1] > hits[-1][1]  # doc0 has both words
+    assert [doc_id for doc_id, _ in store.keyword_search('paren) "and', 5)] == ["doc3"]

@@ -61,7 +61,8 @@ def test_hybrid_threshold_bounds_the_cosine_of_every_hit(tmp_path: Path, tiny_en
         dense = retriever.search("foxes", k=40, hybrid=False)
         threshold = dense[5].score
         query = retriever.encode_queries(["foxes"])[0]
-        keyword = [chunk_id for chunk_id, _ in retriever.store.keyword_search("foxes", 80)]
+        documents = retriever.store.chunk_ids_of([doc_id for doc_id, _ in retriever.store.keyword_search("foxes", 80)])
+        keyword = [chunk_id for chunk_ids in documents.values() for chunk_id in chunk_ids]
         _, keyword_vectors = retriever.store.stored_vectors(keyword)
         assert (keyword_vectors @ query < threshold).any(), "the keyword side must bring hits below the threshold"
         for hybrid in (None, True):

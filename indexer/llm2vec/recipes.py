@@ -9,7 +9,8 @@ When retrained adapters replace the shipped ones, bump the model's entry here: n
 manifests) of the older version then fail with `RecipeVersionError`, whose message gives the exact
 command that rebuilds the index with the shipped version, instead of loading other vectors.
 
-Each shipped recipe also names how hybrid search fuses its dense and keyword hits (`HYBRID_FUSIONS`).
+Each shipped recipe also names how hybrid search fuses its dense and keyword hits (`HYBRID_FUSIONS`)
+and may name the chunk length of the indexes built with it (`INDEX_CHUNK_TOKENS`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ HYBRID_FUSIONS: dict[str, HybridFusion] = {
     "smollm2-135m:mntp+supervised": HybridFusion("rrf", 0.25),
     "smollm2-135m:mntp+supervised+distill": HybridFusion("rrf", 0.25),
     "smollm2-135m:mntp+supervised+distill2": HybridFusion("convex", 1.0),
-    "gemma3-270m:mntp+supervised+distill2": HybridFusion("convex", 1.5),
+    "gemma3-270m:mntp+supervised+distill2": HybridFusion("convex", 2.0),
 }
 """The fusion of hybrid search for a shipped recipe, by its canonical name: chosen with
 benchmarks/fusion.py on a development split, never on a test set. A recipe not listed, or stacked
@@ -66,7 +67,19 @@ stays below keywords alone at every dense weight, while the convex combination l
 them with a broad plateau from weight 1 to 2; weight 1 has the best mean over the two depths.
 Gemma 3 270M's distill2, scored the same way (results/fusion-scifact-train-gemma3-distill2.json),
 has the same shape: RRF at most 0.005 above keywords alone (0.691), convex up to 0.723 on a plateau
-from weight 1 to 2, where weight 1.5 has the best mean over the two depths (0.719; weight 1: 0.718)."""
+from weight 1 to 2, where weight 1.5 had the best mean over the two depths (0.719; weight 1: 0.718).
+Since its indexes chunk at 128 tokens with a keyword row per whole document (`INDEX_CHUNK_TOKENS`,
+`indexer.keywords`), it was scored again (results/fusion-scifact-train-gemma3-chunk128-dockeywords.json):
+keywords alone 0.690, RRF at most 0.706, convex 0.720 / 0.727 / 0.730 / 0.727 (mean over the two
+depths) at weights 1 / 1.5 / 2 / 3, so weight 2."""
+INDEX_CHUNK_TOKENS: dict[str, int] = {
+    "gemma3-270m:mntp+supervised+distill2": 128,
+}
+"""The chunk length (tokens) of a new index for a shipped recipe, where it differs from the encoder's
+doc_max_length (400): chosen on a development split, never on a test set; an index keeps the length
+it was built with (its manifest). Gemma 3 270M's adapters learnt on texts of at most 80 tokens, and
+on SciFact's train queries its dense NDCG@10 was 0.656 / 0.739 / 0.737 with chunks of 400 / 128 /
+80 tokens (results/chunks-scifact-train-{400,128,80}.json)."""
 FIRST_VERSION = 1
 BASE_RECIPE = "base"
 _VERSION = re.compile(r"[1-9][0-9]*")
@@ -179,3 +192,10 @@ def hybrid_fusion(encoder_spec: Mapping[str, Any]) -> HybridFusion:
     if encoder_spec.get("adapters"):
         return HybridFusion()
     return HYBRID_FUSIONS.get(str(encoder_spec.get("model")), HybridFusion())
+
+
+def index_chunk_tokens(encoder_spec: Mapping[str, Any]) -> int | None:
+    """The chunk length of a new index for the encoder `encoder_spec` describes (None: its doc_max_length)."""
+    if encoder_spec.get("adapters"):
+        return None
+    return INDEX_CHUNK_TOKENS.get(str(encoder_spec.get("model")))
