@@ -526,6 +526,22 @@ def build_speed(ctx: Context) -> list[str]:
                           "target", "CPU flags"], rows) + sources(results) + [""]
 
 
+def chunk_speed(ctx: Context) -> list[str]:
+    lines = ["## `l2v index build` at two chunk lengths", ""]
+    result = ctx.load("chunk_speed.json")
+    if result is None:
+        return lines + not_run("python benchmarks/chunk_speed.py --data ../shared/data/scifact")
+    data = result.data
+    lines += [f"Fresh processes, wall clock, alternating: {data['docs']} SciFact documents built into a new "
+              f"index at each chunk length ({data['model']}, {data['precision']}), medians of {data['pairs']} "
+              f"rounds. CPU flags: {' '.join(data.get('machine', {}).get('cpu_flags', [])) or 'unknown'}.", ""]
+    rows = [[n, data["chunks"][str(n)], num(data["seconds"][str(n)]["median"], 1), num(data["docs_per_s"][str(n)])]
+            for n in data["chunk_tokens"]]
+    return lines + table(["chunk tokens", "chunks", "build s", "docs/s"], rows) + [
+        f"Second length over first, docs/s: **{times(data['ratio'])}** (rounds: "
+        f"{', '.join(times(x) for x in data['ratio_per_round'])}).", "", f"_{result.provenance}_", ""]
+
+
 # ---------------------------------------------------------------- indexing
 
 
@@ -771,7 +787,7 @@ def render(ctx: Context) -> str:
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
     sections = (headline, quality, ablation, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
-                indexing, query_speed, serve_load, scale)
+                chunk_speed, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
 
