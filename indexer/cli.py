@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -208,7 +209,7 @@ def build(index_dir: Path, sources: tuple[Path, ...], text_fields, id_fields, me
     from .writer import Indexer
 
     fields = _fields(text_fields, id_fields, metadata_fields, csv_strings)
-    expected = estimate_chunks(sources, chunk_tokens, overlap) if factory == "auto" else None
+    expected = functools.partial(estimate_chunks, sources) if factory == "auto" else None  # at the length it gets
     session = contextlib.nullcontext()
     if engine == "ray":
         defaults = RayOptions()

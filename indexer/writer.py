@@ -103,7 +103,8 @@ class Indexer:
 
     For a new index: `model`/`adapters` (or a loaded `encoder`) name the encoder, `precision` its
     precision ("fp32", "int8" or "auto", recorded in the manifest: see `llm2vec.precision`), `factory` the
-    FAISS index (Flat by default; "auto" picks by `expected_size` chunks), `chunk_tokens` defaults to
+    FAISS index (Flat by default; "auto" picks by `expected_size` chunks, or by what `expected_size(chunk_tokens,
+    overlap)` estimates once the chunk length is known), `chunk_tokens` defaults to
     the length the shipped recipe names (`recipes.INDEX_CHUNK_TOKENS`: 128 for the default model),
     else the encoder's doc_max_length, and `overlap` to 32. For an existing index, arguments left as None
     come from its manifest, and ones that contradict it are an error; its encoder is loaded on the
@@ -128,7 +129,7 @@ class Indexer:
         batch_size: int = 32,
         document_instruction: str | None = None,
         default_task: str | None = None,
-        expected_size: int | None = None,
+        expected_size: int | Callable[[int, int], int] | None = None,
         max_chars: int = DEFAULT_MAX_CHARS,
         wait: float = 0.0,
         precision: str = "fp32",
@@ -222,13 +223,14 @@ class Indexer:
             from .llm2vec import LLM2VecEncoder
 
             encoder = LLM2VecEncoder.from_pretrained(model or DEFAULT_MODEL, adapters, precision=precision)
-        factory = factory or "Flat"
-        if factory == AUTO:
-            factory = auto_factory(expected_size or 0, encoder.dim)
-        validate_factory(factory, encoder.dim)
         chunk_tokens = chunk_tokens or default_chunk_tokens(encoder)
         overlap = min(DEFAULT_OVERLAP, chunk_tokens // 4) if overlap is None else overlap
         check_chunking(chunk_tokens, overlap, encoder.config.doc_max_length)
+        factory = factory or "Flat"
+        if factory == AUTO:
+            size = expected_size(chunk_tokens, overlap) if callable(expected_size) else expected_size
+            factory = auto_factory(size or 0, encoder.dim)
+        validate_factory(factory, encoder.dim)
         manifest = new_manifest(encoder.spec(), encoder.fingerprint(), factory=factory, chunk_tokens=chunk_tokens,
                                 overlap=overlap, document_instruction=instruction, default_task=default_task)
         write_manifest(self.path, manifest)

@@ -108,6 +108,24 @@ def test_auto_factory_counts_chunks_not_documents(tmp_path: Path) -> None:
     assert estimate_chunks([corpus], chunk_tokens=256, overlap=32) >= 2_000
 
 
+def test_auto_factory_estimates_chunks_at_the_length_the_index_gets(tmp_path: Path, tiny_llama: Path, tiny_encoder,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`l2v index build --factory auto` estimated chunks at 400 tokens whatever length the index got
+    (the default model's recipe chunks at 128: a third of the chunks counted)."""
+    from indexer import writer
+    from indexer.llm2vec import recipes
+
+    sizes: list[int] = []
+    monkeypatch.setattr(writer, "auto_factory", lambda size, dim: sizes.append(size) or "Flat")
+    monkeypatch.setitem(recipes.INDEX_CHUNK_TOKENS, tiny_encoder.spec()["model"], 16)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": "word " * 300}) + "\n" for i in range(4)))
+    result = CliRunner().invoke(main, ["index", "build", str(tmp_path / "index"), str(corpus), "--model",
+                                       str(tiny_llama), "--factory", "auto"])
+    assert result.exit_code == 0, result.output
+    assert sizes == [estimate_chunks([corpus], chunk_tokens=16, overlap=4)]
+
+
 def test_an_index_from_before_the_fields_table_is_upgraded_on_open(tmp_path: Path, tiny_encoder) -> None:
     path = tmp_path / "index"
     with Indexer(path, tiny_encoder) as indexer:

@@ -109,11 +109,10 @@ BYTES_PER_TOKEN = 4
 of the tokens there, which errs towards the larger index)."""
 
 
-def estimate_chunks(sources: Sequence[str | Path], chunk_tokens: int | None, overlap: int | None) -> int:
-    """A rough count of the chunks `sources` make (for `--factory auto`): their bytes over the new
-    bytes each chunk adds, and at least one per document."""
-    chunk_tokens = chunk_tokens or 400
-    stride = max(1, chunk_tokens - (32 if overlap is None else overlap)) * BYTES_PER_TOKEN
+def estimate_chunks(sources: Sequence[str | Path], chunk_tokens: int, overlap: int) -> int:
+    """A rough count of the chunks `sources` make in `chunk_tokens`-token chunks (for `--factory
+    auto`): their bytes over the new bytes each chunk adds, and at least one per document."""
+    stride = max(1, chunk_tokens - overlap) * BYTES_PER_TOKEN
     total_bytes = sum(path.stat().st_size for path, _ in expand_sources(sources))
     return max(count_documents(sources), total_bytes // stride)
 
