@@ -262,7 +262,7 @@ def build_index(dataset: Dataset, encoder: Any, *, batch_size: int = 16, cache_r
     if cache_root is not None:
         encoder = CachedEncoder(encoder, EmbeddingCache(cache_root, vectors_key(encoder), dataset.name))
     # streamed: commits as it goes
-    with Indexer(index_dir, encoder, batch_size=batch_size, chunk_tokens=chunk_tokens) as indexer:
+    with Indexer(index_dir, encoder, batch_size=batch_size, chunk_tokens=chunking) as indexer:
         docs = tqdm(({"id": d, "text": t} for d, t in dataset.docs.items()), total=len(dataset.docs),
                     desc=f"index {dataset.name}", unit="doc")
         try:
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "fingerprint and rows within cosine 0.9999, about twice as fast [default: fp32]")
     parser.add_argument("--chunk-tokens", type=int, default=None,
                         help="tokens per chunk of the llm2vec and hybrid systems' indexes (their own index and row "
-                             "label) [default: the Indexer's, the encoder's doc_max_length]")
+                             "label) [default: the recipe's, recipes.INDEX_CHUNK_TOKENS, else the encoder's doc_max_length]")
     parser.add_argument("--max-docs", type=int, default=None)
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--output", default=None, help="result JSON (default benchmarks/results/beir-<name>.json)")

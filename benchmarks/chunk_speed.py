@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import statistics
 import sys
 import tempfile
-from contextlib import closing
 from pathlib import Path
 from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DEFAULT_DATA, cpu_flags, machine_info, read_jsonl, spread, write_result  # noqa: E402
-from build_speed import L2V, MIN_PAIRS, code_under_test, run  # noqa: E402
-
-
-def chunk_count(index_dir: Path) -> int:
-    with closing(sqlite3.connect(f"{(index_dir / 'meta.sqlite').resolve().as_uri()}?mode=ro", uri=True)) as db:
-        return db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+from build_speed import L2V, MIN_PAIRS, code_under_test, run, stored_chunks  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for length in lengths:  # the query runtime's one-time export and the page cache: not timed
             build(f"warm-up-{length}", length)
-            chunks[length] = chunk_count(work / f"warm-up-{length}")
+            chunks[length] = len(stored_chunks(work / f"warm-up-{length}"))
         for round_number in range(1, args.pairs + 1):
             for length in lengths:
                 seconds[length].append(build(f"round-{round_number}-{length}", length))

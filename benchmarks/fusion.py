@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="as beir.py's: bf16 on CPUs with native bf16, its own index and cached vectors")
     parser.add_argument("--chunk-tokens", type=int, default=None, help="as beir.py's: tokens per chunk of the index "
-                        "[default: the Indexer's]")
+                        "[default: the recipe's, else the encoder's doc_max_length]")
     parser.add_argument("--cache-dir", default=str(CACHE_ROOT), help="beir.py's document embedding cache "
                         "[default: %(default)s]")
     parser.add_argument("--output", default=None)

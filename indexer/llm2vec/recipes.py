@@ -187,15 +187,17 @@ def check_manifest_recipe(manifest: Mapping[str, Any], index_dir: str | Path | N
         check_version(name, manifest=manifest, index_dir=index_dir)
 
 
+def shipped_recipe(encoder_spec: Mapping[str, Any]) -> str | None:
+    """The shipped recipe an encoder spec (an index manifest's) is, by canonical name; None when
+    other adapters are stacked on it, whose choices were never made for it."""
+    return None if encoder_spec.get("adapters") else str(encoder_spec.get("model"))
+
+
 def hybrid_fusion(encoder_spec: Mapping[str, Any]) -> HybridFusion:
     """The fusion of hybrid search for the encoder an index manifest describes."""
-    if encoder_spec.get("adapters"):
-        return HybridFusion()
-    return HYBRID_FUSIONS.get(str(encoder_spec.get("model")), HybridFusion())
+    return HYBRID_FUSIONS.get(shipped_recipe(encoder_spec), HybridFusion())
 
 
 def index_chunk_tokens(encoder_spec: Mapping[str, Any]) -> int | None:
     """The chunk length of a new index for the encoder `encoder_spec` describes (None: its doc_max_length)."""
-    if encoder_spec.get("adapters"):
-        return None
-    return INDEX_CHUNK_TOKENS.get(str(encoder_spec.get("model")))
+    return INDEX_CHUNK_TOKENS.get(shipped_recipe(encoder_spec))
