@@ -85,7 +85,8 @@ DISTILL_DATA := $(QA_PAIRS) --paragraphs $(DATA)/wiki_text/paragraphs.txt
 
 # Runs that outlast a session (an epoch: many sessions on 2 CPU cores) train into $(RUNS)/<model>/<recipe>
 # instead of .cache/train, because a new checkout has no .cache: git tracks that folder (its
-# checkpoint, log and config; the teacher's vectors are recomputed), so commit it before a session
+# checkpoint's adapter and step, log and config; the teacher's vectors are recomputed and Adam's
+# moments restart from zero), so commit it before a session
 # ends and a fresh clone resumes from the last checkpoint.
 RUNS := indexer/llm2vec/training/runs
 

@@ -132,6 +132,23 @@ def test_training_resumes_and_reuses_the_teacher_data(config):
     assert (first / "adapter_model.safetensors").is_file()
 
 
+def test_a_run_resumes_without_its_optimizer_state(config, caplog):
+    """A fresh clone of a run git tracks has the adapter and step but not Adam's moments (ignored)."""
+    from safetensors.torch import load_file
+
+    from indexer.llm2vec.training.checkpoint import CHECKPOINT, OPTIMIZER_STATE
+
+    run = train(config(max_steps=2), show_progress=False)
+    saved = load_file(str(run / CHECKPOINT / "adapter_model.safetensors"))
+    (run / CHECKPOINT / OPTIMIZER_STATE).unlink()
+    with caplog.at_level("WARNING"):
+        train(config(max_steps=3), show_progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3] and OPTIMIZER_STATE in caplog.text
+    trained = load_file(str(run / CHECKPOINT / "adapter_model.safetensors"))
+    assert any(not torch.equal(saved[key], trained[key]) for key in saved)  # step 3 trained on from step 2's
+
+
 def test_an_exported_distilled_adapter_names_its_teacher_and_data(config, tmp_path):
     from indexer.llm2vec.training import export_adapter
 

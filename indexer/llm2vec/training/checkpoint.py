@@ -7,6 +7,7 @@ any moment leaves either the previous or the new checkpoint complete.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT = "checkpoint"
+OPTIMIZER_STATE = "optimizer.safetensors"
+"""Adam's moments: twice the adapter's size, so runs git tracks leave them out (.gitignore) and a
+fresh clone resumes without them (the learning-rate schedule and step carry on)."""
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.Optimizer, step: int) -> Path:
@@ -25,7 +31,7 @@ def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
     state = optimizer.state_dict()
     tensors = {f"{index}.{key}": value.contiguous() for index, slots in state["state"].items()
                for key, value in slots.items() if torch.is_tensor(value)}
-    save_file(tensors, str(staging / "optimizer.safetensors"))
+    save_file(tensors, str(staging / OPTIMIZER_STATE))
     (staging / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": state["param_groups"]}))
     if final.exists():
         shutil.rmtree(previous, ignore_errors=True)
@@ -53,8 +59,13 @@ def load_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.O
     directory, meta = newest
     set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
     slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(str(directory / "optimizer.safetensors")).items():
-        index, name = key.split(".", 1)
-        slots.setdefault(int(index), {})[name] = value
+    moments = directory / OPTIMIZER_STATE
+    if moments.is_file():
+        for key, value in load_file(str(moments)).items():
+            index, name = key.split(".", 1)
+            slots.setdefault(int(index), {})[name] = value
+    else:
+        log.warning("%s has no %s (a fresh clone of a run git tracks): resuming at step %d with Adam's moments "
+                    "starting again from zero", directory, OPTIMIZER_STATE, meta["step"])
     optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
     return int(meta["step"])
