@@ -49,7 +49,8 @@ def resolve_adapter(adapter: str | os.PathLike) -> Path:
 
 @contextmanager
 def peft_without_deprecation_noise() -> Iterator[None]:
-    """Silence the one FutureWarning peft triggers in transformers 5 on every `PeftModel(...)`.
+    """Silence the one FutureWarning peft triggers in transformers 5 on every `PeftModel(...)` and
+    `get_peft_model(...)`.
 
     peft (0.21.2, the newest release) reads `model.is_gradient_checkpointing`, which transformers 5
     deprecated in favour of `is_activation_checkpointing`; the user can do nothing about it, and

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..adapters import apply_adapters
+from ..adapters import apply_adapters, peft_without_deprecation_noise
 from ..attention import set_bidirectional
 from ..encoder import LLM2VecEncoder
 from ..sources import resolve_model
@@ -40,7 +40,8 @@ def _lora(model: torch.nn.Module, config: TrainConfig, seed: int) -> PeftModel:
     torch.manual_seed(seed)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, bias="none")
-    return get_peft_model(model, lora)
+    with peft_without_deprecation_noise():
+        return get_peft_model(model, lora)
 
 
 def mntp_stage(config: TrainConfig) -> Stage:
