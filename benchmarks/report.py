@@ -363,6 +363,48 @@ def ablation(ctx: Context) -> list[str]:
     return lines + ctx.figure(fig, "ablation", "NDCG@10 per ablation variant and dataset", [result])
 
 
+def long_runs(ctx: Context) -> list[str]:
+    """Each long training run (results/midway-*.json): its loss and its midway scores against step."""
+    lines = ["## Long training runs, measured midway", ""]
+    results = ctx.glob("midway-*.json")
+    if not results:
+        return lines + not_run("python benchmarks/midway.py")
+    for result in results:
+        data, reference = result.data, result.data["reference"]
+        sets = [name for name in ("scifact", "cacm", "npl") if name in reference]
+        lines += [f"`{data['run']}` ({data['max_steps']} steps): its newest checkpoint stacked on the adapters it "
+                  f"trains on, against the shipped `{reference['model']}`. {data['protocol']['metric']}; quick "
+                  f"(reduced) corpora, {data['protocol']['chunk_tokens']}-token chunks, {data['protocol']['precision']}: "
+                  "sets a recipe may be chosen on, not the reported tests.", ""]
+        body = [[f"step {row['step']}", f"{row['lr']:.2e}" if row.get("lr") else "–"] + [num(row[n]) for n in (*sets, "mean", "stsb_dev")]
+                + [row["date"][:10]] for row in data["rows"]]
+        body.append([f"reference: {reference['model']}", ""] + [num(reference[n]) for n in (*sets, "mean", "stsb_dev")]
+                    + [reference["date"][:10]])
+        lines += table(["checkpoint", "lr", *sets, "mean", "STS-B dev", "measured"], body) + [f"_{result.provenance}_", ""]
+        log = BENCHMARKS.parent / data["run"] / "train_log.jsonl"
+        if not log.is_file():
+            continue
+        steps = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        losses = [s["loss"] for s in steps]
+        loss = [sum(losses[i - 50:i]) / 50 for i in range(50, len(losses) + 1)]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+        left.plot([s["step"] for s in steps][len(steps) - len(loss):], loss, color="tab:blue")
+        left.set(xlabel="step", ylabel="loss (mean of 50 steps)", xlim=(0, data["max_steps"]), title="training loss")
+        rate = left.twinx()
+        rate.plot([s["step"] for s in steps], [s["lr"] for s in steps], color="gray", linestyle=":")
+        rate.set_ylabel("learning rate", color="gray")
+        for colour, name in zip(("tab:green", "tab:orange", "tab:purple", "black"), (*sets, "mean")):
+            right.plot([row["step"] for row in data["rows"]], [row[name] for row in data["rows"]], "o-", color=colour,
+                       label=name)
+            right.axhline(reference[name], color=colour, linestyle="--", linewidth=0.8)
+        right.set(xlabel="step", ylabel="NDCG@10 (quick sets)", xlim=(0, data["max_steps"]),
+                  title=f"checkpoints (dots) against {reference['model']} (dashed)")
+        right.legend(fontsize=8)
+        name = "midway-" + result.path.stem.removeprefix("midway-")
+        lines += ctx.figure(fig, name, f"loss and quick-set NDCG@10 of {data['run']} against step", [result])
+    return lines
+
+
 # ---------------------------------------------------------------- parity and encoding speed
 
 
@@ -786,7 +828,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
+    sections = (headline, quality, ablation, long_runs, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
                 chunk_speed, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 
