@@ -38,3 +38,29 @@ def tiny_encoder(tiny_llama):
     from indexer.llm2vec import LLM2VecEncoder
 
     return LLM2VecEncoder.from_pretrained(tiny_llama)
+
+
+@pytest.fixture
+def stop_training_at(monkeypatch):
+    """`stop_training_at(step, stage="supervised")`: that stage raises KeyboardInterrupt when it reaches
+    `step`, as a killed run stops (its newest checkpoint is the save before it); undone at test end."""
+    from indexer.llm2vec.training import stages
+
+    def stop(step: int, stage: str = "supervised") -> None:
+        builder = stages.STAGE_BUILDERS[stage]
+
+        def stopping(config):
+            built = builder(config)
+            inner = built.loss
+
+            def loss(indices, at):
+                if at == step:
+                    raise KeyboardInterrupt(f"simulated stop at step {step}")
+                return inner(indices, at)
+
+            built.loss = loss
+            return built
+
+        monkeypatch.setitem(stages.STAGE_BUILDERS, stage, stopping)
+
+    return stop

@@ -15,7 +15,7 @@ import beir  # noqa: E402
 import midway  # noqa: E402
 import report  # noqa: E402
 
-from indexer.llm2vec.training import TrainConfig, stages, train  # noqa: E402
+from indexer.llm2vec.training import TrainConfig, train  # noqa: E402
 
 TOPICS = ["photosynthesis in plants", "volcanic eruptions", "jazz music history", "protein folding"]
 PAIRS = [{"query": f"tell me about {t}", "positive": f"An article about {t}, in detail."} for t in TOPICS]
@@ -41,25 +41,11 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def stopped_run(tiny_llama, tmp_path, monkeypatch):
-    """A supervised run stopped after step 3, its newest checkpoint at step 2."""
+def stopped_run(tiny_llama, tmp_path, stop_training_at):
+    """A supervised run stopped at step 3, its newest checkpoint at step 2."""
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
-    builder = stages.STAGE_BUILDERS["supervised"]
-
-    def stopping(config):
-        stage = builder(config)
-        inner = stage.loss
-
-        def loss(indices, step):
-            if step == 3:
-                raise KeyboardInterrupt("simulated stop")
-            return inner(indices, step)
-
-        stage.loss = loss
-        return stage
-
-    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", stopping)
+    stop_training_at(3)
     run = tmp_path / "run"
     config = TrainConfig.build("supervised", model=str(tiny_llama), data=str(pairs), output_dir=str(run), max_steps=6,
                                batch_size=2, max_length=32, learning_rate=5e-3, save_steps=2, lora_r=4, lora_alpha=8,

@@ -162,31 +162,15 @@ def test_supervised_batches_come_from_one_source(tiny_llama, data, tmp_path, mon
     assert len(seen) == 4 and all(len(sources) == 1 for sources in seen)
 
 
-def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkeypatch):
+def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkeypatch, stop_training_at):
     straight = train(_config("supervised", tiny_llama, data[1], tmp_path / "straight"), show_progress=False)
 
-    from indexer.llm2vec.training import stages
-
-    builder = stages.STAGE_BUILDERS["supervised"]
-
-    def crashing(config):
-        stage = builder(config)
-        inner = stage.loss
-
-        def loss(indices, step):
-            if step == 4:
-                raise KeyboardInterrupt("simulated crash")
-            return inner(indices, step)
-
-        stage.loss = loss
-        return stage
-
-    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", crashing)
+    stop_training_at(4)
     with pytest.raises(KeyboardInterrupt):
         train(_config("supervised", tiny_llama, data[1], tmp_path / "resumed"), show_progress=False)
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 4
-    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", builder)
+    monkeypatch.undo()  # the stage trains on (stop_training_at patched through this monkeypatch)
     resumed = train(_config("supervised", tiny_llama, data[1], tmp_path / "resumed"), show_progress=False)
     steps = [json.loads(line)["step"] for line in (resumed / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
@@ -230,24 +214,10 @@ def test_export_refuses_an_unfinished_run(tmp_path):
         export_adapter(tmp_path, tmp_path / "out")
 
 
-def test_export_checkpoint_ships_a_stopped_run_at_its_newest_checkpoint(tiny_llama, data, tmp_path, monkeypatch):
-    from indexer.llm2vec.training import export_adapter, stages
+def test_export_checkpoint_ships_a_stopped_run_at_its_newest_checkpoint(tiny_llama, data, tmp_path, stop_training_at):
+    from indexer.llm2vec.training import export_adapter
 
-    builder = stages.STAGE_BUILDERS["supervised"]
-
-    def stopping(config):
-        stage = builder(config)
-        inner = stage.loss
-
-        def loss(indices, step):
-            if step == 3:  # steps 1-3 logged, the newest checkpoint at step 2
-                raise KeyboardInterrupt("simulated stop")
-            return inner(indices, step)
-
-        stage.loss = loss
-        return stage
-
-    monkeypatch.setitem(stages.STAGE_BUILDERS, "supervised", stopping)
+    stop_training_at(3)  # steps 1-3 logged, the newest checkpoint at step 2
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(_config("supervised", tiny_llama, data[1], run), show_progress=False)
