@@ -387,7 +387,7 @@ def long_runs(ctx: Context) -> list[str]:
         steps = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
         losses = [s["loss"] for s in steps]
         loss = [sum(losses[i - 50:i]) / 50 for i in range(50, len(losses) + 1)]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
         left.plot([s["step"] for s in steps][len(steps) - len(loss):], loss, color="tab:blue")
         left.set(xlabel="step", ylabel="loss (mean of 50 steps)", xlim=(0, data["max_steps"]), title="training loss")
         rate = left.twinx()
@@ -398,7 +398,7 @@ def long_runs(ctx: Context) -> list[str]:
                        label=name)
             right.axhline(reference[name], color=colour, linestyle="--", linewidth=0.8)
         right.set(xlabel="step", ylabel="NDCG@10 (quick sets)", xlim=(0, data["max_steps"]),
-                  title=f"checkpoints (dots) against {reference['model']} (dashed)")
+                  title="checkpoints (dots), the shipped recipe (dashed)")
         right.legend(fontsize=8)
         name = "midway-" + result.path.stem.removeprefix("midway-")
         lines += ctx.figure(fig, name, f"loss and quick-set NDCG@10 of {data['run']} against step", [result])
