@@ -189,3 +189,18 @@ def test_teacher_reads_at_most_teacher_max_length_tokens(config):
     assert ((cut.vectors - whole.vectors).norm(dim=-1) > 1e-4).all()
     with pytest.raises(ValueError, match="teacher_max_length"):
         config(teacher_max_length=0)
+
+
+def test_a_branch_reuses_the_runs_teacher_data(config, tmp_path, monkeypatch, stop_training_at):
+    from indexer.llm2vec.training import branch_run
+
+    stop_training_at(3, stage="distill")
+    with pytest.raises(KeyboardInterrupt):
+        train(config(max_steps=4), show_progress=False)
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    cooled = train(branch_run(run, tmp_path / "cooled", 1), show_progress=False)
+    steps = [json.loads(line)["step"] for line in (cooled / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3] and (cooled / "adapter_model.safetensors").is_file()
+    assert (cooled / TEACHER_FILE).stat().st_mtime_ns == (run / TEACHER_FILE).stat().st_mtime_ns  # not re-encoded
+    assert (cooled / TEACHER_FILE).read_bytes() == (run / TEACHER_FILE).read_bytes()

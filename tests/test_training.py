@@ -241,3 +241,51 @@ def test_export_checkpoint_refuses_a_run_without_one(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
         export_adapter(tmp_path, tmp_path / "out", checkpoint=True)
+
+
+def test_the_schedule_warms_up_decays_at_its_horizon_and_cools_down_at_the_end():
+    def rates(**settings):
+        config = TrainConfig.build("supervised", data="x", output_dir="y", learning_rate=1.0, **settings)
+        return [config.learning_rate_at(step) for step in range(config.max_steps)]
+
+    assert rates(max_steps=6, warmup_steps=2) == pytest.approx([0.5, 1.0, 1.0, 0.75, 0.5, 0.25])  # as before
+    assert rates(max_steps=6, warmup_steps=2, decay_steps=10, cooldown_steps=3) == pytest.approx(
+        [0.5, 1.0, 1.0, 7 / 8, 7 / 8 * 2 / 3, 7 / 8 * 1 / 3])  # decay to 0 at step 10, cool-down from step 3
+    with pytest.raises(ValueError, match="cooldown_steps"):
+        TrainConfig.build("supervised", data="x", output_dir="y", max_steps=4, cooldown_steps=5)
+
+
+def test_a_branch_cools_a_stopped_run_down_on_the_batches_it_would_have_seen(tiny_llama, data, tmp_path, monkeypatch,
+                                                                             stop_training_at):
+    from click.testing import CliRunner
+
+    from indexer.llm2vec.training import branch_run
+    from retriever.cli import main
+
+    straight = train(_config("supervised", tiny_llama, data[1], tmp_path / "straight"), show_progress=False)
+    stop_training_at(3)  # the run's newest checkpoint at step 2 of 6
+    with pytest.raises(KeyboardInterrupt):
+        train(_config("supervised", tiny_llama, data[1], tmp_path / "run"), show_progress=False)
+    monkeypatch.undo()
+    run_log = (tmp_path / "run" / "train_log.jsonl").read_text()
+
+    result = CliRunner().invoke(main, ["train", "branch", str(tmp_path / "run"), str(tmp_path / "cooled"),
+                                       "--cooldown-steps", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    cooled = [json.loads(line) for line in (tmp_path / "cooled" / "train_log.jsonl").read_text().splitlines()]
+    ran = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in cooled] == [1, 2, 3, 4]
+    # the same weights and batches as the run up to its cool-down, then the rate falls to zero by step 4
+    assert [r["loss"] for r in cooled] == pytest.approx([r["loss"] for r in ran[:4]], abs=1e-4)
+    assert [r["lr"] for r in cooled[2:]] == pytest.approx([5e-3 * 4 / 6, 5e-3 * 4 / 6 / 2])
+    assert json.loads((tmp_path / "cooled" / "train_provenance.json").read_text())["steps"] == 4
+    assert (tmp_path / "run" / "train_log.jsonl").read_text() == run_log  # the run is left as it was
+    assert json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
+    again = branch_run(tmp_path / "run", tmp_path / "cooled", 5)  # an existing branch resumes as it is
+    assert (again.max_steps, again.cooldown_steps, again.decay_steps) == (4, 2, 6)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    refused = CliRunner().invoke(main, ["train", "branch", str(tmp_path / "run"), str(tmp_path / "other"),
+                                        "--cooldown-steps", "2"])
+    assert refused.exit_code != 0 and "name a new folder" in refused.output
+    assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"

@@ -8,6 +8,7 @@ from ...lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "STAGES": ".config",
     "TrainConfig": ".config",
+    "branch_run": ".branch",
     "export_adapter": ".export",
     "train": ".trainer",
 })

@@ -82,6 +82,33 @@ for _stage in STAGES:
 
 @train.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cooldown-steps", type=click.IntRange(min=1), required=True,
+              help="Steps over which the learning rate decays from the run's current rate to zero.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def branch(run_dir: Path, output: Path, cooldown_steps: int, quiet: bool) -> None:
+    """Finish a run midway: train on from RUN_DIR's newest checkpoint in OUTPUT, the learning rate
+    decaying to zero over --cooldown-steps (warmup-stable-decay), on the batches the run would have
+    seen next. The run is left as it is; rerunning the command resumes the branch.
+
+    \b
+    A long run, cooled down for 60 steps at its newest checkpoint and exported:
+      l2v train branch indexer/llm2vec/training/runs/gemma3-270m/distill-epoch /tmp/cooled --cooldown-steps 60
+      l2v train export /tmp/cooled /tmp/cooled-adapter
+    """
+    from .branch import branch_run
+    from .trainer import train as run_training
+
+    try:
+        config = branch_run(run_dir, output, cooldown_steps)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    run_training(config, show_progress=not quiet)
+    click.echo(f"adapter written to {output}", err=True)
+
+
+@train.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--base-model", default=None, help="Base model named in adapter_config.json [default: the run's model].")
 @click.option("--checkpoint", is_flag=True,

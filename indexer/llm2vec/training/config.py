@@ -42,6 +42,12 @@ class TrainConfig:
     grad_accum: int = 1
     learning_rate: float = 5e-5
     warmup_steps: int = 0
+    decay_steps: int | None = None
+    """Where the linear decay after warm-up reaches zero (None: max_steps). A branch of a longer run
+    keeps the run's, so it trains at the run's learning rates until its cool-down."""
+    cooldown_steps: int = 0
+    """The last `cooldown_steps` steps decay linearly from the rate scheduled at their start to zero
+    (warmup-stable-decay): how `l2v train branch` turns a run stopped midway into a finished adapter."""
     weight_decay: float = 0.0
     max_length: int = 512
     seed: int = 42
@@ -90,6 +96,10 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
         check_positive_ints(self, ("max_steps", "batch_size", "grad_accum", "max_length", "save_steps", "log_steps"))
+        if self.decay_steps is not None and self.decay_steps < 1:
+            raise ValueError(f"decay_steps must be a positive integer, got {self.decay_steps}")
+        if not 0 <= self.cooldown_steps <= self.max_steps:
+            raise ValueError(f"cooldown_steps must be in [0, max_steps={self.max_steps}], got {self.cooldown_steps}")
         if self.mask_ratio is not None and not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if not 0 <= self.distill_weight <= 1:
@@ -121,6 +131,21 @@ class TrainConfig:
         if missing:
             raise ValueError(f"missing setting(s): {', '.join(missing)}")
         return cls(**values)
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of 0-based `step`: linear warm-up, linear decay to zero at `decay_steps`,
+        and over the last `cooldown_steps` a linear decay from the rate scheduled at their start."""
+
+        def scheduled(at: int) -> float:
+            if at < self.warmup_steps:
+                return (at + 1) / self.warmup_steps
+            horizon = self.decay_steps or self.max_steps
+            return max(0.0, (horizon - at) / max(1, horizon - self.warmup_steps))
+
+        cooldown_start = self.max_steps - self.cooldown_steps
+        if self.cooldown_steps and step >= cooldown_start:
+            return self.learning_rate * scheduled(cooldown_start) * (self.max_steps - step) / self.cooldown_steps
+        return self.learning_rate * scheduled(step)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

@@ -71,11 +71,6 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = load_checkpoint(output, model, optimizer)
 
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
-
     bf16 = use_bf16(config.bf16, device)
     config.save(output / "train_config.json")
     log = _open_log(output / LOG_NAME, start)
@@ -92,7 +87,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
             began = time.perf_counter()
             torch.manual_seed(config.seed + step)  # dropout noise replays identically after a resume
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * schedule(step)
+                group["lr"] = config.learning_rate_at(step)
             total_loss, tokens = 0.0, 0
             for _ in range(config.grad_accum):
                 with attention_kernels(device):
