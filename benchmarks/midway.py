@@ -9,8 +9,12 @@ the sets a recipe may be chosen on, never a reported test: dense NDCG@10 on `bei
 reduced corpora of SciFact, CACM and NPL, and Spearman on STS-B dev. The model's shipped default
 recipe is scored the same way, at the same chunk length (the one its indexes get), as the reference.
 
-Each measured step is a row of `results/midway-<model>-<run>.json`; a step already there is not
-measured again, so run it once a session, after stopping the run (they would share the cores).
+With `--cooldown N` it also measures what the run would give if it ended there: a branch of the
+checkpoint whose learning rate decays to zero over N more steps (`l2v train branch`, trained in
+`.cache/branches/`, resumable), the run itself left as it is.
+
+Each measured (step, cool-down) is a row of `results/midway-<model>-<run>.json`; one already there is
+not measured again, so run it once a session, after stopping the run (they would share the cores).
 `report.py` plots the rows against the run's loss.
 """
 
@@ -31,6 +35,7 @@ from ablation import RETRIEVAL, sts_spearman  # noqa: E402
 from beir import CACHE_ROOT, DEFAULT_TASKS, QUICK, evaluate, load_dataset, run_llm2vec  # noqa: E402
 
 DEFAULT_RUN = ROOT / "indexer" / "llm2vec" / "training" / "runs" / "gemma3-270m" / "distill-epoch"
+BRANCHES = ROOT / ".cache" / "branches"
 
 
 def run_identity(run: Path) -> tuple[dict[str, Any], int, float | None]:
@@ -67,12 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference", default=None,
                         help="encoder to compare with [default: the run's model with its shipped default recipe]")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--cooldown", type=int, default=0,
+                        help="also measure the checkpoint cooled down over this many more steps [default: 0, not]")
     parser.add_argument("--output", default=None, help="result JSON [default: results/midway-<model>-<run>.json]")
     args = parser.parse_args(argv)
 
     from indexer import LLM2VecEncoder
     from indexer.chunking import default_chunk_tokens
-    from indexer.llm2vec.training import export_adapter
+    from indexer.llm2vec.training import branch_run, export_adapter, train
 
     run = Path(args.run)
     config, step, lr = run_identity(run)
@@ -89,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = result_path(f"midway-{Path(model.split(':')[0]).name}-{run.name}", args.output)
     earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     same = earlier.get("protocol") == protocol and earlier.get("data_sha256") == hashes
-    rows = {row["step"]: row for row in earlier.get("rows", [])} if same else {}
+    rows = {(row["step"], row.get("cooldown_steps", 0)): row for row in earlier.get("rows", [])} if same else {}
     header = run_header()
 
     kept = earlier.get("reference") if same else None
@@ -97,18 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reference {reference.spec().get('model')}:")
         kept = {"model": reference.spec().get("model"), "date": header["date"],
                 **score(reference, datasets, sts, chunk_tokens)}
-    if step in rows:
-        print(f"step {step} is measured already ({rows[step]['date']})")
-    else:
+    for cooldown in sorted({0, args.cooldown}):
+        if (step, cooldown) in rows:
+            print(f"step {step}, cool-down {cooldown}: measured already ({rows[step, cooldown]['date']})")
+            continue
+        trained = run
+        if cooldown:
+            trained = train(branch_run(run, BRANCHES / f"{run.name}-step{step}-cool{cooldown}", cooldown))
         with tempfile.TemporaryDirectory() as folder:
-            adapter = export_adapter(run, Path(folder) / "midway", checkpoint=True)
+            adapter = export_adapter(trained, Path(folder) / "midway", checkpoint=True)
             encoder = LLM2VecEncoder.from_pretrained(model, [*config["adapters"], adapter], precision=args.precision)
-            print(f"step {step}:")
-            rows[step] = {"step": step, "lr": lr, "date": header["date"], "machine": header["machine"],
-                          **score(encoder, datasets, sts, chunk_tokens)}
+            print(f"step {step}, cool-down {cooldown}:")
+            rows[step, cooldown] = {"step": step, "cooldown_steps": cooldown, "lr": lr, "date": header["date"],
+                                    "machine": header["machine"], **score(encoder, datasets, sts, chunk_tokens)}
     payload = {"run": str(run.resolve().relative_to(ROOT)) if run.resolve().is_relative_to(ROOT) else str(run),
                "max_steps": config["max_steps"], "protocol": protocol, "data_sha256": hashes, "reference": kept,
-               "rows": [rows[s] for s in sorted(rows)]}
+               "rows": [rows[key] for key in sorted(rows)]}
     print(f"wrote {write_result(path.stem, payload, args.output)}")
     return 0
 

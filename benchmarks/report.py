@@ -373,14 +373,15 @@ def long_runs(ctx: Context) -> list[str]:
         data, reference = result.data, result.data["reference"]
         sets = [name for name in ("scifact", "cacm", "npl") if name in reference]
         lines += [f"`{data['run']}` ({data['max_steps']} steps): its newest checkpoint stacked on the adapters it "
-                  f"trains on, against the shipped `{reference['model']}`. {data['protocol']['metric']}; quick "
+                  f"trains on, as it is (cool-down 0) and cooled down over N more steps (`l2v train branch`), "
+                  f"against the shipped `{reference['model']}`. {data['protocol']['metric']}; quick "
                   f"(reduced) corpora, {data['protocol']['chunk_tokens']}-token chunks, {data['protocol']['precision']}: "
                   "sets a recipe may be chosen on, not the reported tests.", ""]
-        body = [[f"step {row['step']}", f"{row['lr']:.2e}" if row.get("lr") else "–"] + [num(row[n]) for n in (*sets, "mean", "stsb_dev")]
+        body = [[f"step {row['step']}", row.get("cooldown_steps", 0), f"{row['lr']:.2e}" if row.get("lr") else "–"] + [num(row[n]) for n in (*sets, "mean", "stsb_dev")]
                 + [row["date"][:10]] for row in data["rows"]]
-        body.append([f"reference: {reference['model']}", ""] + [num(reference[n]) for n in (*sets, "mean", "stsb_dev")]
+        body.append([f"reference: {reference['model']}", "", ""] + [num(reference[n]) for n in (*sets, "mean", "stsb_dev")]
                     + [reference["date"][:10]])
-        lines += table(["checkpoint", "lr", *sets, "mean", "STS-B dev", "measured"], body) + [f"_{result.provenance}_", ""]
+        lines += table(["checkpoint", "cool-down steps", "lr", *sets, "mean", "STS-B dev", "measured"], body) + [f"_{result.provenance}_", ""]
         log = BENCHMARKS.parent / data["run"] / "train_log.jsonl"
         if not log.is_file():
             continue
@@ -393,12 +394,15 @@ def long_runs(ctx: Context) -> list[str]:
         rate = left.twinx()
         rate.plot([s["step"] for s in steps], [s["lr"] for s in steps], color="gray", linestyle=":")
         rate.set_ylabel("learning rate", color="gray")
+        as_is = [row for row in data["rows"] if not row.get("cooldown_steps")]
+        cooled = [row for row in data["rows"] if row.get("cooldown_steps")]
         for colour, name in zip(("tab:green", "tab:orange", "tab:purple", "black"), (*sets, "mean")):
-            right.plot([row["step"] for row in data["rows"]], [row[name] for row in data["rows"]], "o-", color=colour,
-                       label=name)
+            right.plot([row["step"] for row in as_is], [row[name] for row in as_is], "o-", color=colour, label=name)
+            right.plot([row["step"] + row["cooldown_steps"] for row in cooled], [row[name] for row in cooled], "*",
+                       color=colour, markersize=11)
             right.axhline(reference[name], color=colour, linestyle="--", linewidth=0.8)
         right.set(xlabel="step", ylabel="NDCG@10 (quick sets)", xlim=(0, data["max_steps"]),
-                  title="checkpoints (dots), the shipped recipe (dashed)")
+                  title="checkpoints (dots), cooled down (stars), the shipped recipe (dashed)")
         right.legend(fontsize=8)
         name = "midway-" + result.path.stem.removeprefix("midway-")
         lines += ctx.figure(fig, name, f"loss and quick-set NDCG@10 of {data['run']} against step", [result])

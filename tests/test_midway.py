@@ -55,17 +55,23 @@ def stopped_run(tiny_llama, tmp_path, stop_training_at):
     return run
 
 
-def test_a_step_is_scored_once_beside_the_reference(stopped_run, data_dir, tiny_llama, tmp_path, monkeypatch):
+def test_a_step_is_scored_once_as_it_is_and_cooled_down(stopped_run, data_dir, tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setattr(beir, "WORK", tmp_path / "work")
     monkeypatch.setattr(midway, "CACHE_ROOT", tmp_path / "vectors")
+    monkeypatch.setattr(midway, "BRANCHES", tmp_path / "branches")
     output = tmp_path / "results" / "midway-tiny-run.json"
-    argv = ["--run", str(stopped_run), "--data", str(data_dir), "--reference", str(tiny_llama), "--output", str(output)]
+    argv = ["--run", str(stopped_run), "--data", str(data_dir), "--reference", str(tiny_llama), "--output", str(output),
+            "--cooldown", "1"]
     assert midway.main(argv) == 0
     result = json.loads(output.read_text())
-    [row] = result["rows"]
-    assert row["step"] == 2 and row["lr"] is not None and result["max_steps"] == 6
-    assert row["fingerprint"] != result["reference"]["fingerprint"]  # the checkpoint changed the encoder
-    for scored in (row, result["reference"]):
+    row, cooled = result["rows"]
+    assert (row["step"], row["cooldown_steps"], cooled["step"], cooled["cooldown_steps"]) == (2, 0, 2, 1)
+    assert row["lr"] is not None and result["max_steps"] == 6
+    assert (tmp_path / "branches" / "run-step2-cool1" / "train_provenance.json").is_file()  # trained to its end
+    assert json.loads((stopped_run / "checkpoint" / "trainer_state.json").read_text())["step"] == 2  # run untouched
+    fingerprints = {row["fingerprint"], cooled["fingerprint"], result["reference"]["fingerprint"]}
+    assert len(fingerprints) == 3  # the checkpoint and its cool-down each changed the encoder
+    for scored in (row, cooled, result["reference"]):
         assert all(0.0 <= scored[name] <= 1.0 for name in midway.RETRIEVAL) and -1.0 <= scored["stsb_dev"] <= 1.0
         assert scored["mean"] == pytest.approx(sum(scored[name] for name in midway.RETRIEVAL) / 3, abs=1e-4)
 
@@ -74,11 +80,12 @@ def test_a_step_is_scored_once_beside_the_reference(stopped_run, data_dir, tiny_
 
     monkeypatch.setattr(midway, "score", refuse)
     assert midway.main(argv) == 0
-    assert json.loads(output.read_text())["rows"] == [row]
+    assert json.loads(output.read_text())["rows"] == [row, cooled]
 
     context = report.Context(results=output.parent, output=tmp_path / "RESULTS.md", plots=tmp_path / "plots")
     markdown = "\n".join(report.long_runs(context))
-    assert f"| step 2 | {row['lr']:.2e} | {row['scifact']:.3f} |" in markdown and "reference: " in markdown
+    assert f"| step 2 | 0 | {row['lr']:.2e} | {row['scifact']:.3f} |" in markdown and "reference: " in markdown
+    assert f"| step 2 | 1 | {row['lr']:.2e} | {cooled['scifact']:.3f} |" in markdown
     assert (tmp_path / "plots" / "midway-tiny-run.png").stat().st_size > 0  # the loss and the scores against step
 
 
