@@ -70,6 +70,21 @@ def test_shipped_adapters_carry_their_reproduction_record(model):
             assert steps[-1] == train_config["max_steps"]
 
 
+def test_distill3_recipe_run_straight_gives_the_rates_its_shipped_branch_trained_at():
+    """distill3 shipped as a branch of the epoch run (its step-530 checkpoint, then 80 cool-down
+    steps); its recipe is the epoch recipe run straight with the branch's schedule. Every logged step
+    of the shipped adapter, before and after the branch point, is at the rate that recipe gives."""
+    from indexer.llm2vec.training.config import TrainConfig
+
+    directory = PRETRAINED / "gemma3-270m" / "distill3"
+    recipe = TrainConfig.build("distill", PRETRAINED / "gemma3-270m" / "distill3.yaml", data="-", output_dir="-")
+    log = [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == list(range(1, recipe.max_steps + 1))
+    assert [row["lr"] for row in log] == pytest.approx([recipe.learning_rate_at(row["step"] - 1) for row in log],
+                                                       rel=1e-9, abs=1e-15)
+    assert recipe.learning_rate_at(recipe.max_steps - recipe.cooldown_steps - 1) > 0.7 * recipe.learning_rate
+
+
 def test_cli_help_names_each_embedded_models_default_recipe():
     """`l2v --help` named a default recipe two retrainings old; it must follow `DEFAULT_MODEL` and
     each model's `default_recipe`."""

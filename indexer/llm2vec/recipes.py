@@ -73,7 +73,9 @@ Since its indexes chunk at 128 tokens with a keyword row per whole document (`IN
 `indexer.keywords`), it was scored again (results/fusion-scifact-train-gemma3-chunk128-dockeywords.json):
 keywords alone 0.690, RRF at most 0.706, convex 0.720 / 0.727 / 0.730 / 0.727 (mean over the two
 depths) at weights 1 / 1.5 / 2 / 3, so weight 2. distill3 (distill2's model, data and teacher,
-trained longer) keeps distill2's fusion; its full-corpus numbers were measured with it."""
+trained longer), scored the same way (results/fusion-scifact-train-gemma3-distill3.json): keywords
+alone 0.690, RRF at most 0.716, convex 0.728 / 0.734 / 0.736 / 0.733 at weights 1 / 1.5 / 2 / 3, so
+weight 2 again."""
 INDEX_CHUNK_TOKENS: dict[str, int] = {
     "gemma3-270m:mntp+supervised+distill2": 128,
     "gemma3-270m:mntp+supervised+distill3": 128,
