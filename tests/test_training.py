@@ -180,6 +180,15 @@ def test_resume_continues_from_the_saved_step(tiny_llama, data, tmp_path, monkey
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
 
 
+def test_saved_adapters_list_their_target_modules_in_one_order(tiny_llama, data, tmp_path):
+    # peft keeps target_modules as a set, written in an order that changes between processes: each
+    # commit of a long run's checkpoint showed the same adapter's config as changed
+    out = train(_config("supervised", tiny_llama, data[1], tmp_path / "sup", max_steps=2), show_progress=False)
+    for folder in (out, out / "checkpoint"):
+        modules = json.loads((folder / "adapter_config.json").read_text())["target_modules"]
+        assert len(modules) > 2 and modules == sorted(modules)
+
+
 def test_config_rejects_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         TrainConfig.build("dpo", data="x", output_dir="y")

@@ -23,11 +23,23 @@ fresh clone resumes without them (the learning-rate schedule and step carry on).
 log = logging.getLogger(__name__)
 
 
+def save_adapter(model: PeftModel, directory: Path) -> None:
+    """`model.save_pretrained(directory)` with `target_modules` sorted in adapter_config.json: peft
+    writes them in set order, which varies between processes, so each save of the same adapter
+    would otherwise read as a change."""
+    model.save_pretrained(directory)
+    path = directory / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def save_checkpoint(output_dir: Path, model: PeftModel, optimizer: torch.optim.Optimizer, step: int) -> Path:
     final = output_dir / CHECKPOINT
     staging, previous = output_dir / f"{CHECKPOINT}.tmp", output_dir / f"{CHECKPOINT}.old"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    save_adapter(model, staging)
     state = optimizer.state_dict()
     tensors = {f"{index}.{key}": value.contiguous() for index, slots in state["state"].items()
                for key, value in slots.items() if torch.is_tensor(value)}

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..config import LLM2VecConfig
 from ..hardware import use_bf16
 from ..sources import file_sha256
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_adapter, save_checkpoint
 from .config import TrainConfig
 from .data import batches, grouped_batches
 from .stages import STAGE_BUILDERS
@@ -113,7 +113,7 @@ def train(config: TrainConfig, *, show_progress: bool = True) -> Path:
     finally:
         progress.close()
         log.close()
-    model.save_pretrained(output)
+    save_adapter(model, output)
     LLM2VecConfig(pooling_mode=config.pooling).write(output)
     (output / PROVENANCE).write_text(json.dumps(provenance(config, config.max_steps), indent=2) + "\n")
     return output
