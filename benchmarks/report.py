@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -363,6 +364,33 @@ def ablation(ctx: Context) -> list[str]:
     return lines + ctx.figure(fig, "ablation", "NDCG@10 per ablation variant and dataset", [result])
 
 
+def checkpoints_on_full_collections(ctx: Context, sets: Sequence[str]) -> list[str]:
+    """The checkpoints of long runs also run on the full collections (results/beir-<set>-<tag>.json, a
+    tag with "epoch" in it), dense and hybrid NDCG@10, beside the shipped default (beir-<set>.json)."""
+    found: dict[str, dict[str, Result]] = {}
+    for result in ctx.glob("beir-*epoch*.json"):
+        dataset = result.data.get("dataset", "")
+        if dataset in sets and beir_mode(result) == "full":
+            found.setdefault(result.path.stem.removeprefix(f"beir-{dataset}-"), {})[dataset] = result
+    if not found:
+        return []
+    default = beir_results(ctx, "full")
+    by_step = sorted(found, key=lambda tag: (int(m.group(1)) if (m := re.search(r"epoch(\d+)", tag)) else 0, tag))
+    candidates = {**{tag: found[tag] for tag in by_step}, "the shipped default": {d: default[d] for d in sets if d in default}}
+
+    def cells(by_set: dict[str, Result]) -> list[str]:
+        rows = {d: rows_by_name(by_set[d]) for d in by_set}
+        return [" / ".join(num((rows[d].get(name) or {}).get("ndcg@10")) for name in ("llm2vec", "hybrid"))
+                if d in rows else "–" for d in sets]
+
+    body = [[tag, *cells(by_set)] for tag, by_set in candidates.items()]
+    commands = sorted({r.data.get("command", "") for by_set in found.values() for r in by_set.values()})
+    return (["The same checkpoints on the **full** collections (all test queries and documents; NDCG@10, "
+             "dense / hybrid; exported with `l2v train export`, run with the command below):", ""]
+            + table(["checkpoint (results/beir-<set>-<tag>.json)", *sets], body)
+            + [f"_commands: {'; '.join(f'`{c}`' for c in commands[:1])} and the same for each set and tag_", ""])
+
+
 def long_runs(ctx: Context) -> list[str]:
     """Each long training run (results/midway-*.json): its loss and its midway scores against step."""
     lines = ["## Long training runs, measured midway", ""]
@@ -382,6 +410,7 @@ def long_runs(ctx: Context) -> list[str]:
         body.append([f"reference: {reference['model']}", "", ""] + [num(reference[n]) for n in (*sets, "mean", "stsb_dev")]
                     + [reference["date"][:10]])
         lines += table(["checkpoint", "cool-down steps", "lr", *sets, "mean", "STS-B dev", "measured"], body) + [f"_{result.provenance}_", ""]
+        lines += checkpoints_on_full_collections(ctx, sets)
         log = BENCHMARKS.parent / data["run"] / "train_log.jsonl"
         if not log.is_file():
             continue

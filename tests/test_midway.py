@@ -93,3 +93,20 @@ def test_a_run_without_a_checkpoint_is_refused_with_what_to_do(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(SystemExit, match="no checkpoint yet"):
         midway.main(["--run", str(tmp_path / "run")])
+
+
+def test_the_report_lists_checkpoints_run_on_full_collections_by_step_beside_the_default(tmp_path):
+    def beir_result(stem, dense, hybrid):
+        rows = [{"name": "llm2vec", "ndcg@10": dense}, {"name": "hybrid", "ndcg@10": hybrid}]
+        payload = {"dataset": "cacm", "protocol": {"max_docs": None}, "rows": rows, "command": f"python beir.py {stem}"}
+        (tmp_path / f"{stem}.json").write_text(json.dumps(payload))
+
+    beir_result("beir-cacm-gemma3-epoch1025", 0.355, 0.542)
+    beir_result("beir-cacm-gemma3-epoch530-cool80", 0.372, 0.540)
+    beir_result("beir-cacm", 0.372, 0.540)
+    context = report.Context(results=tmp_path, output=tmp_path / "RESULTS.md", plots=tmp_path / "plots")
+    lines = report.checkpoints_on_full_collections(context, ["scifact", "cacm"])
+    rows = [line for line in lines if line.startswith("| ") and "/" in line and "<set>" not in line]
+    assert rows == ["| gemma3-epoch530-cool80 | – | 0.372 / 0.540 |", "| gemma3-epoch1025 | – | 0.355 / 0.542 |",
+                    "| the shipped default | – | 0.372 / 0.540 |"]
+    assert report.checkpoints_on_full_collections(context, ["scifact"]) == []  # no checkpoint ran on it
