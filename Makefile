@@ -114,7 +114,7 @@ train-smollm2: setup $(VENV)/.bench-ready
 # distill.yaml: 75 steps (about 75 min in fp32, after ~22 min for the teacher's vectors); distill2.yaml: 120 steps in bf16 (66 min on an AMX CPU,
 # after ~16 min for the teacher's vectors), the teacher reading the student's 80 tokens.
 # distill-gpu.yaml is the paper-scale recipe for a GPU.
-.PHONY: train-distill train-distill2 train-distill-epoch train-gemma3 train-gemma3-epoch
+.PHONY: train-distill train-distill2 train-distill-epoch train-gemma3 train-gemma3-epoch train-gemma3-mpnet
 train-distill: $(VENV)/.bench-ready
 	$(call train_stage,smollm2-135m,distill,distill,$(DISTILL_DATA),mntp supervised)
 
@@ -139,6 +139,11 @@ train-gemma3: setup $(VENV)/.bench-ready
 # not shipped yet, run it in the background across sessions; it resumes from its last checkpoint in $(RUNS).
 train-gemma3-epoch: $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
+
+# distill2 with the all-mpnet-base-v2 teacher (pretrained/gemma3-270m/distill2-mpnet.yaml; about 55 min
+# for the teacher's vectors, then 120 steps, about 30 min): not shipped yet, resumes from $(RUNS).
+train-gemma3-mpnet: $(VENV)/.bench-ready
+	$(call train_stage,gemma3-270m,distill,distill2-mpnet,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
 # The ablation table (benchmarks/results/ablation-quick.json; about 45 min on 2 CPU cores).
 .PHONY: ablation
