@@ -26,7 +26,8 @@ PARAGRAPHS = [f"The {t} were studied for years. Scholars wrote many long books a
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory):
     """A sentence-transformers model from a tiny random BERT and a word-level vocabulary."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("teacher")
@@ -37,8 +38,8 @@ def tiny_teacher(tmp_path_factory):
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=128)).save_pretrained(root / "bert")
     tokenizer.save_pretrained(root / "bert")
-    word = models.Transformer(str(root / "bert"), max_seq_length=64)
-    model = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean")])
+    word = Transformer(str(root / "bert"), max_seq_length=64)
+    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean")])
     model.save(str(root / "st"))
     return root / "st"
 
