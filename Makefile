@@ -140,10 +140,10 @@ train-gemma3: setup $(VENV)/.bench-ready
 train-gemma3-epoch: $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
-# distill2 with the all-mpnet-base-v2 teacher (pretrained/gemma3-270m/distill2-mpnet.yaml; about 55 min
-# for the teacher's vectors, then 120 steps, about 30 min): not shipped yet, resumes from $(RUNS).
+# distill2 with the all-mpnet-base-v2 teacher (pretrained/gemma3-270m/distill2-mpnet.yaml; about 70 min
+# for the teacher's vectors, then 120 steps, about 25 min; resumes from .cache/train): not the default.
 train-gemma3-mpnet: $(VENV)/.bench-ready
-	$(call train_stage,gemma3-270m,distill,distill2-mpnet,$(DISTILL_DATA),mntp supervised,$(RUNS))
+	$(call train_stage,gemma3-270m,distill,distill2-mpnet,$(DISTILL_DATA),mntp supervised)
 
 # The ablation table (benchmarks/results/ablation-quick.json; about 45 min on 2 CPU cores).
 .PHONY: ablation
