@@ -376,19 +376,18 @@ def checkpoints_on_full_collections(ctx: Context, sets: Sequence[str]) -> list[s
         return []
     default = beir_results(ctx, "full")
     by_step = sorted(found, key=lambda tag: (int(m.group(1)) if (m := re.search(r"epoch(\d+)", tag)) else 0, tag))
-    candidates = {**{tag: found[tag] for tag in by_step}, "the shipped default": {d: default[d] for d in sets if d in default}}
+    candidates = {**{tag: found[tag] for tag in by_step}, "the shipped default": default}
 
-    def cells(by_set: dict[str, Result]) -> list[str]:
-        rows = {d: rows_by_name(by_set[d]) for d in by_set}
-        return [" / ".join(num((rows[d].get(name) or {}).get("ndcg@10")) for name in ("llm2vec", "hybrid"))
-                if d in rows else "–" for d in sets]
+    def cell(result: Result | None) -> str:
+        rows = rows_by_name(result) if result else {}
+        return " / ".join(num((rows.get(name) or {}).get("ndcg@10")) for name in ("llm2vec", "hybrid")) if rows else "–"
 
-    body = [[tag, *cells(by_set)] for tag, by_set in candidates.items()]
-    commands = sorted({r.data.get("command", "") for by_set in found.values() for r in by_set.values()})
-    return (["The same checkpoints on the **full** collections (all test queries and documents; NDCG@10, "
-             "dense / hybrid; exported with `l2v train export`, run with the command below):", ""]
+    body = [[tag, *(cell(by_set.get(d)) for d in sets)] for tag, by_set in candidates.items()]
+    command = min(r.data.get("command", "") for by_set in found.values() for r in by_set.values())
+    return (["Checkpoints of the epoch runs (a tag with \"epoch\" in it) on the **full** collections (all test "
+             "queries and documents; NDCG@10, dense / hybrid; exported with `l2v train export`):", ""]
             + table(["checkpoint (results/beir-<set>-<tag>.json)", *sets], body)
-            + [f"_commands: {'; '.join(f'`{c}`' for c in commands[:1])} and the same for each set and tag_", ""])
+            + [f"_command: `{command}`, the same for each set and tag_", ""])
 
 
 def long_runs(ctx: Context) -> list[str]:
@@ -410,7 +409,6 @@ def long_runs(ctx: Context) -> list[str]:
         body.append([f"reference: {reference['model']}", "", ""] + [num(reference[n]) for n in (*sets, "mean", "stsb_dev")]
                     + [reference["date"][:10]])
         lines += table(["checkpoint", "cool-down steps", "lr", *sets, "mean", "STS-B dev", "measured"], body) + [f"_{result.provenance}_", ""]
-        lines += checkpoints_on_full_collections(ctx, sets)
         log = BENCHMARKS.parent / data["run"] / "train_log.jsonl"
         if not log.is_file():
             continue
@@ -435,7 +433,7 @@ def long_runs(ctx: Context) -> list[str]:
         right.legend(fontsize=8)
         name = "midway-" + result.path.stem.removeprefix("midway-")
         lines += ctx.figure(fig, name, f"loss and quick-set NDCG@10 of {data['run']} against step", [result])
-    return lines
+    return lines + checkpoints_on_full_collections(ctx, RETRIEVAL_DATASETS)
 
 
 # ---------------------------------------------------------------- parity and encoding speed
