@@ -436,6 +436,24 @@ def long_runs(ctx: Context) -> list[str]:
     return lines + checkpoints_on_full_collections(ctx, RETRIEVAL_DATASETS)
 
 
+def centering(ctx: Context) -> list[str]:
+    """Dense NDCG@10 with the vectors as they are and centred by each estimate of their means
+    (results/centering-<set>-<split>.json), a column per set and split."""
+    results = ctx.glob("centering-*.json")
+    if not results:
+        return []
+    columns = {f"{r.data['dataset']} ({r.data['split']})": {row["variant"]: row for row in r.data["rows"]}
+               for r in results}
+    variants = list(dict.fromkeys(v for rows in columns.values() for v in rows))
+    body = [[variant, *(num((rows.get(variant) or {}).get("ndcg@10")) for rows in columns.values())]
+            for variant in variants]
+    return (["## Centring the vectors: dense NDCG@10 by the means removed", "",
+             "`oracle` takes the query side's mean from the very queries scored, which a search engine never has; "
+             "the other estimates are what could ship (see `benchmarks/centering.py`). Test splits are diagnosis "
+             "only: a variant is chosen on a development split.", ""]
+            + table(["variant", *columns], body) + sources(results))
+
+
 # ---------------------------------------------------------------- parity and encoding speed
 
 
@@ -859,7 +877,7 @@ def render(ctx: Context) -> str:
              " (`make bench` runs the quick suite, then this). Each table and figure names the command, machine and "
              "date of its result; ratios measured within one run are preferred over absolute times. Where a speed "
              "benchmark has a full and a `--quick` result, the full one is shown.", ""]
-    sections = (headline, quality, ablation, long_runs, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
+    sections = (headline, quality, ablation, long_runs, centering, model_speed, parity, encode_speed, precision_quality, startup, build_speed,
                 chunk_speed, indexing, query_speed, serve_load, scale)
     return "\n".join(intro + [line for section in sections for line in guarded(section, ctx)]).rstrip() + "\n"
 

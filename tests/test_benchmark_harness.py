@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -295,3 +296,52 @@ def test_model_speed_times_both_models_on_the_same_texts(dataset_dir, tiny_model
     for models in (str(a), f"{a},{a}"):
         with pytest.raises(SystemExit):
             model_speed.main(["--data", str(dataset_dir), "--models", models, "--output", str(output)])
+
+
+def test_centering_scores_as_is_what_the_retrievers_dense_search_scores(dataset_dir, tiny_encoder, tmp_path,
+                                                                        monkeypatch):
+    import centering
+
+    monkeypatch.setattr(beir, "WORK", tmp_path / "work")
+    dataset = beir.load_dataset(dataset_dir)
+    runs = centering.centred_runs(dataset, tiny_encoder, "generic", paragraphs=["A paragraph of prose."] * 3,
+                                  pair_queries=["a question", "another question"], sample=5, cache_root=None)
+    assert set(runs) == {"as-is", "oracle", "training-text", "corpus-sample", "projection"}
+    expected = beir.run_llm2vec(dataset, tiny_encoder, "generic")
+    assert {q: list(r)[:10] for q, r in runs["as-is"].items()} == {q: list(r)[:10] for q, r in expected.items()}
+    for q, ranked in runs["as-is"].items():
+        assert list(ranked.values())[:10] == pytest.approx(list(expected[q].values())[:10], abs=1e-5)
+    assert all(set(run) == set(dataset.queries) for run in runs.values())
+
+
+def test_centering_by_the_query_sides_mean_undoes_a_shared_query_offset():
+    import centering
+
+    rng = np.random.default_rng(0)
+    topics = np.eye(8)
+    shared = rng.normal(size=8)
+    docs = shared + 0.2 * topics  # doc i leans to topic i
+    queries = shared + 0.2 * topics + 0.3 * topics[0]  # every query also leans to topic 0 (its instruction, say)
+    chunk_docs = [f"d{i}" for i in range(8)]
+    query_ids = [f"q{i}" for i in range(8)]
+    as_is = centering.exact_run(query_ids, queries, docs, chunk_docs)
+    centred = centering.exact_run(query_ids, queries - queries.mean(0), docs - docs.mean(0), chunk_docs)
+    assert [next(iter(as_is[q])) for q in query_ids] == ["d0"] * 8
+    assert [next(iter(centred[q])) for q in query_ids] == chunk_docs
+    projected = centering.project_out(queries, shared)
+    assert np.allclose(projected @ centering.unit(shared[None])[0], 0.0)
+
+
+def test_the_report_tabulates_centering_variants_per_set_and_split(tmp_path):
+    import report
+
+    for dataset, split, scores in (("scifact", "train", (0.61, 0.63)), ("cacm", "test", (0.37, 0.40))):
+        rows = [{"variant": v, "ndcg@10": s} for v, s in zip(("as-is", "oracle"), scores)]
+        payload = {"dataset": dataset, "split": split, "rows": rows, "command": "python benchmarks/centering.py"}
+        (tmp_path / f"centering-{dataset}-{split}.json").write_text(json.dumps(payload))
+    context = report.Context(results=tmp_path, output=tmp_path / "RESULTS.md", plots=tmp_path / "plots")
+    lines = report.centering(context)
+    assert "| variant | cacm (test) | scifact (train) |" in lines
+    assert "| as-is | 0.370 | 0.610 |" in lines and "| oracle | 0.400 | 0.630 |" in lines
+    empty = report.Context(results=tmp_path / "none", output=tmp_path / "RESULTS.md", plots=tmp_path / "plots")
+    assert report.centering(empty) == []
