@@ -41,25 +41,22 @@ from _embedding_cache import DEFAULT_ROOT as CACHE_ROOT  # noqa: E402
 from beir import (DEFAULT_TASKS, DEPTH, METRICS, Dataset, Run, best_chunk_run, build_index, evaluate,  # noqa: E402
                   load_dataset, load_llm)
 from indexer.llm2vec.sources import DEFAULT_MODEL  # noqa: E402
+from indexer.vectors import normalize_rows  # noqa: E402
 
 QUERY_WORDS = 40
 """A corpus chunk encoded as a query keeps its first this many words (queries are short)."""
 
 
-def unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
-
-
 def exact_run(query_ids: Sequence[str], queries: np.ndarray, chunks: np.ndarray, chunk_docs: Sequence[str]) -> Run:
     """Cosine of every query with every chunk; a document scores as its best chunk (as `beir.py` scores)."""
-    scores = unit(queries) @ unit(chunks).T
+    scores = normalize_rows(queries) @ normalize_rows(chunks).T
     depth = min(3 * DEPTH, scores.shape[1])
     top = np.argsort(-scores, axis=1)[:, :depth]
     return best_chunk_run(query_ids, [[(chunk_docs[j], float(scores[i, j])) for j in row] for i, row in enumerate(top)])
 
 
 def project_out(rows: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    direction = unit(direction)
+    direction = normalize_rows(direction)
     return rows - np.outer(rows @ direction, direction)
 
 
@@ -74,7 +71,7 @@ def centred_runs(dataset: Dataset, encoder, task: str, *, paragraphs: Sequence[s
     with IndexStore.open(index_dir) as store:
         ids = store.chunk_ids_where("1 = 1")
         chunks = store.get_chunks(ids)
-        vectors = unit(store.reconstruct([c["id"] for c in chunks]))
+        vectors = normalize_rows(store.reconstruct([c["id"] for c in chunks]))
     chunk_docs = [c["doc_id"] for c in chunks]
     sampled = random.Random(0).sample([c["text"] for c in chunks], min(sample, len(chunks)))
     with Retriever.open(index_dir, encoder) as retriever:

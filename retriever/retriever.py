@@ -24,6 +24,7 @@ from indexer.llm2vec.text_encoder import TextEncoder
 from indexer.errors import IndexerError
 from indexer.faiss_index import Selector
 from indexer.store import IndexStore
+from indexer.vectors import normalize_rows
 
 from .encoders import check_compatible, encoder_for_manifest
 from .errors import IndexOpenError, RetrieverError
@@ -247,9 +248,7 @@ class Retriever:
         matrix = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if matrix.ndim != 2 or matrix.shape[1] != self.store.dim:
             raise RetrieverError(f"query vectors must have {self.store.dim} dimensions, got shape {matrix.shape}")
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-        return self._search_vectors(matrix, k, None, filter, options)
+        return self._search_vectors(normalize_rows(matrix), k, None, filter, options)
 
     # ------------------------------------------------------------------ internals
     def allowed_ids(self, filter: Filter | None, *, unknown_fields: str = "error") -> np.ndarray | None:

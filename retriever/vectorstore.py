@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -40,6 +39,7 @@ from indexer.chunking import Chunk
 from indexer.documents import as_document
 from indexer.llm2vec import LLM2VecConfig
 from indexer.manifest import MANIFEST_NAME, read_manifest
+from indexer.vectors import normalize_rows
 
 from .errors import IndexMismatchError
 from .retriever import Hit, Retriever
@@ -64,12 +64,6 @@ class ExternalEmbeddingsSpec:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self._spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _unit_rows(vectors: Sequence[Sequence[float]]) -> np.ndarray:
-    matrix = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
 def _document(hit: Hit) -> Document:
@@ -144,7 +138,7 @@ class LLM2VecVectorStore(VectorStore):
         ids = [str(i) if i is not None else str(uuid.uuid4()) for i in ids]
         check_unique_ids(ids)
         documents = [as_document({"id": i, "text": t, "metadata": m}) for i, t, m in zip(ids, texts, metadatas)]
-        vectors = _unit_rows(self.embedding.embed_documents(texts))
+        vectors = normalize_rows(self.embedding.embed_documents(texts))
         indexer = self._open(vectors.shape[1])
         chunks = [[Chunk(position=0, start=0, end=len(doc.text), text=doc.text)] for doc in documents]
         for start in range(0, len(documents), self.batch_size):

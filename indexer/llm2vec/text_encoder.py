@@ -21,6 +21,7 @@ from .batching import length_batches
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
 from .tokenization import PromptFormat, TokenizedText, adds_bos, collate, tokenize
+from ..vectors import normalize_rows
 
 TextInput = str | Sequence[str] | Sequence[Sequence[str]]
 CPU_MAX_BATCH_TOKENS = 2048
@@ -199,7 +200,7 @@ class TextEncoder:
                 result[rows] = self._embed_batch(collate([items[i] for i in rows], self.pad_token_id))
                 bar.update(len(rows))
         if normalize:
-            result /= np.maximum(np.linalg.norm(result, axis=-1, keepdims=True), 1e-12)
+            result = normalize_rows(result)
         if single:
             result = result[0]
         if convert_to == "torch":

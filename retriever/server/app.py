@@ -28,9 +28,10 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
+from indexer.vectors import normalize_rows
+
 from ..instructions import resolve_instruction
 from .auth import ApiKeyMiddleware
-from .batching import normalize_rows
 from .errors import ApiError, install_error_handlers
 from .limits import BodyLimitMiddleware, check_texts
 from .metrics import Metrics, MetricsMiddleware

@@ -25,6 +25,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from indexer.llm2vec.text_encoder import TextEncoder
+from indexer.vectors import normalize_rows
 
 
 class BatchObserver(Protocol):
@@ -52,12 +53,6 @@ class _Job:
     tokens: int = 0
     taken: int = 0  # rows handed to a batch
     done: int = 0  # rows encoded
-
-
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length, as `encode(normalize=True)` does (zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 class BatchingEncoder:
