@@ -110,3 +110,23 @@ def test_the_report_lists_checkpoints_run_on_full_collections_by_step_beside_the
     assert rows == ["| gemma3-epoch530-cool80 | – | 0.372 / 0.540 |", "| gemma3-epoch1025 | – | 0.355 / 0.542 |",
                     "| the shipped default | – | 0.372 / 0.540 |"]
     assert report.checkpoints_on_full_collections(context, ["scifact"]) == []  # no checkpoint ran on it
+
+
+def test_a_run_whose_log_is_on_another_machine_keeps_its_committed_plot(tmp_path):
+    # A run trained in an ignored .cache elsewhere: its log is not here, the plot drawn there is committed.
+    row = {"step": 5, "cooldown_steps": 0, "lr": 1e-4, "date": "2026-12-07T00:00:00", "scifact": 0.5, "cacm": 0.4,
+           "npl": 0.3, "mean": 0.4, "stsb_dev": 0.8}
+    reference = {**row, "model": "tiny:ref"}
+    result = {"run": ".cache/train/tiny/gone", "max_steps": 10, "reference": reference, "rows": [row],
+              "protocol": {"metric": "NDCG@10", "chunk_tokens": 128, "precision": "fp32"}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "midway-tiny-gone.json").write_text(json.dumps(result))
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "midway-tiny-gone.png").write_bytes(b"\x89PNG drawn on the machine that trained it")
+    context = report.Context(results=tmp_path / "results", output=tmp_path / "RESULTS.md", plots=tmp_path / "plots")
+    markdown = "\n".join(report.long_runs(context))
+    assert "| step 5 | 0 |" in markdown
+    assert "(plots/midway-tiny-gone.png)" in markdown
+
+    (tmp_path / "plots" / "midway-tiny-gone.png").unlink()  # no plot anywhere: no link to a missing file
+    assert "midway-tiny-gone.png" not in "\n".join(report.long_runs(context))
