@@ -43,6 +43,7 @@ from indexer import EncodedBatch, Indexer, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
 from indexer.documents import Document  # noqa: E402
 from indexer.faiss_index import VectorIndex  # noqa: E402
+from indexer.vectors import normalize_rows  # noqa: E402
 
 DIM = 576
 DEFAULT_CORPUS = DEFAULT_DATA / "scifact" / "corpus.jsonl"
@@ -61,7 +62,7 @@ def unit(rng: np.random.Generator, n: int, centers: np.ndarray | None = None) ->
         x = rng.standard_normal((n, DIM), dtype=np.float32)
     else:
         x = centers[rng.integers(0, len(centers), n)] + 0.03 * rng.standard_normal((n, DIM), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return normalize_rows(x)
 
 
 def one_chunk_batch(start: int, vectors: np.ndarray) -> EncodedBatch:

@@ -35,6 +35,7 @@ from _common import DEFAULT_DATA, RESULTS, read_jsonl, write_result  # noqa: E40
 
 from indexer import Document, EncodedBatch, Indexer, IndexStore, LLM2VecEncoder  # noqa: E402
 from indexer.chunking import Chunk  # noqa: E402
+from indexer.vectors import normalize_rows  # noqa: E402
 from retriever import Retriever  # noqa: E402
 
 WORK = RESULTS.parent / ".work"
@@ -68,8 +69,7 @@ def build_synthetic(encoder: LLM2VecEncoder, n_vectors: int, work: Path, batch: 
     with Indexer(path, encoder, factory="auto", expected_size=n_vectors, default_task=TASK) as indexer:
         for start in range(0, n_vectors, batch):
             stop = min(start + batch, n_vectors)
-            vectors = rng.standard_normal((stop - start, encoder.dim), dtype=np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = normalize_rows(rng.standard_normal((stop - start, encoder.dim), dtype=np.float32))
             docs = [Document(f"syn-{i}", f"synthetic passage number {i}", {"shard": i % 100})
                     for i in range(start, stop)]
             chunks = [[Chunk(0, 0, len(d.text), d.text)] for d in docs]
