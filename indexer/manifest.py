@@ -3,7 +3,9 @@
 The manifest is written atomically (temp file, fsync, `os.replace`, fsync of the directory),
 so a reader sees either the old or the new one, never a torn file. Its `encoder` entry is
 `LLM2VecEncoder.spec()` plus the `fingerprint`; opening an index with an encoder of another
-fingerprint is an `EncoderMismatchError`, never silently wrong vectors.
+fingerprint is an `EncoderMismatchError`, never silently wrong vectors. A manifest is read with
+today's fingerprint of its encoder (`llm2vec.fingerprint.migrate_fingerprint`) and keeps it when
+next written.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EncoderMismatchError, IndexFormatError
+from .llm2vec.fingerprint import migrate_fingerprint
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -86,6 +89,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             raise IndexFormatError(f"{path} lacks the {key!r} entry: the manifest is damaged")
     if not isinstance(manifest["encoder"].get("dim"), int):
         raise IndexFormatError(f"{path}: encoder.dim is missing or not an integer")
+    manifest["encoder"] = migrate_fingerprint(manifest["encoder"])
     return manifest
 
 

@@ -28,7 +28,8 @@ from .errors import ModelLoadError
 from .model_cache import entry_verified
 from .rust_tokenizer import RustTokenizer
 from .sources import cache_dir
-from .text_encoder import TextEncoder, spec_fingerprint
+from .fingerprint import spec_fingerprint
+from .text_encoder import TextEncoder
 
 FORMAT_VERSION = 1
 GRAPH_FILE = "model.onnx"

@@ -27,7 +27,7 @@ from .onnx_encoder import (GRAPH_FILE, INPUTS, SETTINGS_FILE, WEIGHTS_FILE, Onnx
                            entry_path, onnx_root, onnx_unavailable)
 from .pooling import pool
 from .rust_tokenizer import RustTokenizer
-from .text_encoder import spec_fingerprint
+from .fingerprint import spec_fingerprint
 
 if TYPE_CHECKING:
     from .encoder import LLM2VecEncoder

@@ -9,8 +9,6 @@ can tell whether an encoder matches it whatever runtime computes them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from typing import Any, Literal, Sequence
 
@@ -20,6 +18,7 @@ from tqdm.auto import tqdm
 from .batching import length_batches
 from .config import LLM2VecConfig
 from .errors import InputError, ModelLoadError
+from .fingerprint import spec_fingerprint
 from .tokenization import PromptFormat, TokenizedText, adds_bos, collate, tokenize
 from ..vectors import normalize_rows
 
@@ -210,12 +209,3 @@ class TextEncoder:
         if convert_to == "list":
             return result.tolist()
         return result
-
-
-def spec_fingerprint(spec: dict[str, Any]) -> str:
-    """The fingerprint of an encoder spec: a hash of it without local paths."""
-    spec = dict(spec)
-    spec["adapters"] = [a["sha256"] for a in spec.get("adapters", [])]
-    if spec.get("model_sha256"):
-        spec.pop("model", None)
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
