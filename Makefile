@@ -140,6 +140,18 @@ train-gemma3: setup $(VENV)/.bench-ready
 train-gemma3-epoch: $(VENV)/.bench-ready
 	$(call train_stage,gemma3-270m,distill,distill-epoch,$(DISTILL_DATA),mntp supervised,$(RUNS))
 
+# The epoch's adapter (exported into the package by train-gemma3-epoch) on the full collections,
+# smallest first, with the settings of the shipped rows; beir.py caches vectors, so a rerun resumes.
+# bf16 where the CPU runs it natively (AVX512-BF16 or AMX), else fp32. In the background, after the
+# training: `setsid nohup make train-gemma3-epoch eval-gemma3-epoch TRAIN_FLAGS=--quiet > .cache/epoch.out 2>&1 &`.
+EVAL_PRECISION ?= $(if $(shell grep -q -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo y),bf16,fp32)
+.PHONY: eval-gemma3-epoch
+eval-gemma3-epoch: $(VENV)/.bench-ready
+	for dataset in cacm npl scifact; do $(PY) benchmarks/beir.py --data $(DATA)/$$dataset --full \
+		--model gemma3-270m:mntp+supervised+distill-epoch --systems llm2vec,hybrid --fusion convex --dense-weight 2 \
+		--precision $(EVAL_PRECISION) --chunk-tokens 128 --output benchmarks/results/beir-$$dataset-gemma3-epoch.json \
+		|| exit 1; done
+
 # distill2 with the all-mpnet-base-v2 teacher (pretrained/gemma3-270m/distill2-mpnet.yaml; about 70 min
 # for the teacher's vectors, then 120 steps, about 25 min; resumes from .cache/train): not the default.
 train-gemma3-mpnet: $(VENV)/.bench-ready
