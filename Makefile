@@ -144,7 +144,8 @@ train-gemma3-epoch: $(VENV)/.bench-ready
 # smallest first, with the settings of the shipped rows; beir.py caches vectors, so a rerun resumes.
 # bf16 where the CPU runs it natively (AVX512-BF16 or AMX), else fp32. In the background, after the
 # training: `setsid nohup make train-gemma3-epoch eval-gemma3-epoch TRAIN_FLAGS=--quiet > .cache/epoch.out 2>&1 &`.
-EVAL_PRECISION ?= $(if $(shell grep -q -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo y),bf16,fp32)
+EVAL_PRECISION ?= $(shell $(PY) -c "from indexer.llm2vec.hardware import cpu_has_native_bf16; \
+	print('bf16' if cpu_has_native_bf16() else 'fp32')")
 .PHONY: eval-gemma3-epoch
 eval-gemma3-epoch: $(VENV)/.bench-ready
 	for dataset in cacm npl scifact; do $(PY) benchmarks/beir.py --data $(DATA)/$$dataset --full \
